@@ -1,0 +1,20 @@
+# Writes a C file holding every migration in FILES (sorted) as {version, name, sql}.
+# Run as: cmake -DOUT=<file.c> -DFILES=<a;b;c> -P embed_migrations.cmake
+set(body "/* Generated from sql/ by cmake/embed_migrations.cmake: do not edit. */\n")
+string(APPEND body "#include \"store/migrations-int.h\"\n\n")
+string(APPEND body "const struct mp_migration mp_migrations[] = {\n")
+set(count 0)
+foreach(file IN LISTS FILES)
+  get_filename_component(name ${file} NAME_WE)
+  string(SUBSTRING ${name} 0 3 version)
+  math(EXPR version "${version}")
+  file(READ ${file} sql HEX)
+  # Emit the SQL as a byte array so no character needs escaping.
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${sql}")
+  string(APPEND body "    {${version}, \"${name}\", (const char[]){${bytes} 0}},\n")
+  math(EXPR count "${count} + 1")
+endforeach()
+string(APPEND body "};\n\nconst int mp_migrations_count = ${count};\n")
+file(WRITE ${OUT}.tmp "${body}")
+file(COPY_FILE ${OUT}.tmp ${OUT} ONLY_IF_DIFFERENT)
+file(REMOVE ${OUT}.tmp)

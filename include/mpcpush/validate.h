@@ -1,0 +1,20 @@
+/* Validation of the identifiers and tokens a client sends. */
+#ifndef MPCPUSH_VALIDATE_H
+#define MPCPUSH_VALIDATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define MP_ID_MAX    128  /* wallet, device, physical device and key names */
+#define MP_TOKEN_MAX 4096 /* FCM registration tokens are ~160 bytes; leave room */
+
+/* 1..MP_ID_MAX bytes of [A-Za-z0-9._:-]. */
+bool mp_valid_id(const char *id, size_t len);
+
+/* 1..MP_TOKEN_MAX bytes of printable ASCII without spaces. */
+bool mp_valid_fcm_token(const char *token, size_t len);
+
+/* "android", "ios" or "web". */
+bool mp_valid_platform(const char *platform);
+
+#endif
