@@ -1,0 +1,32 @@
+/* The HTTP API: routes, authentication, and the handlers behind them. */
+#ifndef MPCPUSH_API_H
+#define MPCPUSH_API_H
+
+#include "mpcpush/apikeys.h"
+#include "mpcpush/config.h"
+#include "mpcpush/db.h"
+#include "mpcpush/http.h"
+#include "mpcpush/ingest.h"
+
+struct mp_fbverify;
+struct mp_metrics;
+struct mp_waiters;
+
+/* What the handlers share; owned by the app, which outlives the HTTP server. */
+struct mp_api {
+    const struct mp_config *cfg;
+    struct mp_db_pool *pool;           /* for synchronous requests */
+    struct mp_ingest *ingest;          /* group commit for message-creating requests */
+    struct mp_fbverify *fbverify;      /* NULL when no Fireblocks key is configured */
+    struct mp_apikey_cache *keys;
+    struct mp_metrics *metrics;        /* may be NULL */
+    struct mp_waiters *waiters;        /* long-poll waiters; may be NULL */
+};
+
+/* mp_http_options.precheck: routes, method, API key and content type, before the body. */
+int mp_api_precheck(struct mp_http_request *req, void *api);
+
+/* mp_http_options.handler: runs the route's handler on a complete request. */
+void mp_api_handle(struct mp_http_request *req, void *api);
+
+#endif

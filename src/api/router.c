@@ -1,0 +1,146 @@
+/* Routes: which handler serves which method and path, and what each route requires (an API
+ * key, a JSON body) before its body is even read. */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "api/api-int.h"
+#include "mpcpush/log.h"
+
+enum route_flags { NEEDS_KEY = 1, JSON_BODY = 2 };
+
+struct route {
+    const char *method;
+    const char *pattern; /* "/"-separated; "*" captures a segment */
+    unsigned flags;
+    mp_api_handler handler;
+};
+
+static const struct route routes[] = {
+    {"GET", "healthz", 0, mp_api_healthz},
+    {"GET", "readyz", 0, mp_api_readyz},
+    {"GET", "metrics", 0, mp_api_metrics},
+    {"POST", "webhooks/fireblocks", JSON_BODY, mp_api_webhook},
+    {"PUT", "v1/wallets/*/devices/*", NEEDS_KEY | JSON_BODY, mp_api_device_put},
+    {"GET", "v1/wallets/*/devices/*", NEEDS_KEY, mp_api_device_get},
+    {"DELETE", "v1/wallets/*/devices/*", NEEDS_KEY, mp_api_device_delete},
+    {"POST", "v1/wallets/*/devices/*/messages", NEEDS_KEY | JSON_BODY, mp_api_message_post},
+    {"POST", "v1/wallets/*/messages", NEEDS_KEY | JSON_BODY, mp_api_wallet_message_post},
+};
+
+#define NROUTES (sizeof(routes) / sizeof(routes[0]))
+
+/* Matches path against pattern, capturing "*" segments into params. */
+static bool match(const char *pattern, const char *path, struct mp_route_params *params)
+{
+    int captured = 0;
+    while (*path == '/')
+        path++;
+    for (;;) {
+        size_t plen = strcspn(pattern, "/"), slen = strcspn(path, "/");
+        if (plen == 1 && pattern[0] == '*') {
+            if (slen == 0 || slen >= sizeof(params->storage[0]) || captured >= MP_MAX_SEGMENTS)
+                return false;
+            memcpy(params->storage[captured], path, slen);
+            params->storage[captured++][slen] = '\0';
+        } else if (plen != slen || strncmp(pattern, path, plen) != 0) {
+            return false;
+        }
+        pattern += plen;
+        path += slen;
+        if (!*pattern || !*path)
+            return !*pattern && (!*path || strcmp(path, "/") == 0);
+        pattern++;
+        path++;
+    }
+}
+
+/* Finds the route for the request; *path_known tells whether any method serves the path. */
+static const struct route *find(struct mp_http_request *req, struct mp_route_params *params,
+                                bool *path_known, char *allow, size_t allow_size)
+{
+    const struct route *found = NULL;
+    *path_known = false;
+    allow[0] = '\0';
+    for (size_t i = 0; i < NROUTES; i++) {
+        struct mp_route_params p;
+        if (!match(routes[i].pattern, mp_http_path(req), &p))
+            continue;
+        *path_known = true;
+        size_t used = strlen(allow);
+        snprintf(allow + used, allow_size - used, "%s%s", used ? ", " : "", routes[i].method);
+        if (strcmp(routes[i].method, mp_http_method(req)) == 0) {
+            found = &routes[i];
+            *params = p;
+        }
+    }
+    if (found) {
+        params->wallet_id = params->storage[0];
+        params->device_id = params->storage[1];
+    }
+    return found;
+}
+
+static bool is_json(const char *content_type)
+{
+    if (!content_type)
+        return false;
+    size_t len = strcspn(content_type, ";");
+    while (len && content_type[len - 1] == ' ')
+        len--;
+    return len == 16 && strncasecmp(content_type, "application/json", 16) == 0;
+}
+
+static bool authenticated(struct mp_http_request *req, struct mp_api *api)
+{
+    const char *auth = mp_http_header(req, "Authorization");
+    if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
+        return false;
+    const char *key = auth + 7;
+    while (*key == ' ')
+        key++;
+    return mp_apikey_cache_check(api->keys, key, strlen(key), NULL, 0);
+}
+
+int mp_api_precheck(struct mp_http_request *req, void *arg)
+{
+    struct mp_api *api = arg;
+    struct mp_route_params params;
+    bool path_known;
+    char allow[64];
+    const struct route *route = find(req, &params, &path_known, allow, sizeof(allow));
+    if (!route && !path_known) {
+        mp_http_reply_error(req, 404, "not_found", "no such endpoint");
+        return 404;
+    }
+    if (!route) {
+        mp_http_add_header(req, "Allow", allow);
+        mp_http_reply_error(req, 405, "method_not_allowed", "method not allowed on this path");
+        return 405;
+    }
+    if ((route->flags & NEEDS_KEY) && !authenticated(req, api)) {
+        mp_http_add_header(req, "WWW-Authenticate", "Bearer");
+        mp_http_reply_error(req, 401, "unauthorized", "a valid API key is required");
+        return 401;
+    }
+    if ((route->flags & JSON_BODY) && !is_json(mp_http_header(req, "Content-Type"))) {
+        mp_http_reply_error(req, 415, "unsupported_media_type",
+                            "the body must be application/json");
+        return 415;
+    }
+    return 0;
+}
+
+void mp_api_handle(struct mp_http_request *req, void *arg)
+{
+    struct mp_api *api = arg;
+    struct mp_route_params params;
+    bool path_known;
+    char allow[64];
+    const struct route *route = find(req, &params, &path_known, allow, sizeof(allow));
+    if (!route) { /* the precheck answered already; this cannot happen */
+        mp_http_reply_error(req, 404, "not_found", "no such endpoint");
+        return;
+    }
+    route->handler(req, api, &params);
+}

@@ -1,0 +1,160 @@
+/* The long-running process: starts the parts its roles need, waits for signals, runs the
+ * periodic chores, and shuts down in order (stop accepting, drain, close). */
+#include "mpcpush/app.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "mpcpush/api.h"
+#include "mpcpush/db.h"
+#include "mpcpush/fbverify.h"
+#include "mpcpush/http.h"
+#include "mpcpush/log.h"
+#include "mpcpush/metrics.h"
+
+#define APIKEY_REFRESH_SECONDS 5
+
+struct app {
+    const struct mp_config *cfg;
+    unsigned roles;
+    struct mp_metrics *metrics;
+    struct mp_api api;
+    struct mp_http_server *http;
+    PGconn *chores; /* connection for periodic work, (re)opened on demand */
+};
+
+/* Refuses to serve a database whose schema does not match this binary. An unreachable
+ * database is not fatal: the process starts and recovers when the database comes. */
+static enum mp_result check_schema(const struct mp_config *cfg)
+{
+    PGconn *conn = NULL;
+    if (mp_db_connect(cfg->database_url, "startup", &conn) != MP_OK) {
+        MP_WARN("db_unreachable_at_start", "detail=\"serving anyway; retrying in the background\"");
+        return MP_OK;
+    }
+    enum mp_result result = mp_db_schema_check(conn);
+    PQfinish(conn);
+    if (result == MP_ERR_CONFLICT) {
+        MP_ERROR("schema_outdated", "detail=\"run mpcpush migrate first\"");
+        fprintf(stderr, "mpcpush: the database schema is not current: run `mpcpush migrate`\n");
+    }
+    return result == MP_ERR_DB ? MP_OK : result;
+}
+
+static void refresh_keys(struct app *app)
+{
+    if (!app->chores || mp_db_broken(app->chores)) {
+        PQfinish(app->chores);
+        app->chores = NULL;
+        if (mp_db_connect(app->cfg->database_url, "chores", &app->chores) != MP_OK)
+            return;
+    }
+    if (mp_apikey_cache_refresh(app->api.keys, app->chores) != MP_OK)
+        mp_metrics_db_error(app->metrics, "apikeys");
+}
+
+static enum mp_result start_receiver(struct app *app)
+{
+    const struct mp_config *cfg = app->cfg;
+    struct mp_buf errors;
+    mp_buf_init(&errors, 8192);
+    enum mp_result result = MP_OK;
+    app->api.cfg = cfg;
+    app->api.metrics = app->metrics;
+    if (cfg->fireblocks_pubkeys || cfg->fireblocks_jwks)
+        result = mp_fbverify_new(cfg->fireblocks_pubkeys, cfg->fireblocks_jwks, cfg->ca_file,
+                                 &app->api.fbverify, &errors);
+    if (result)
+        fprintf(stderr, "%s", errors.data ? errors.data : "mpcpush: cannot load Fireblocks keys\n");
+    mp_buf_free(&errors);
+    if (!result)
+        result = mp_db_pool_new(cfg->database_url, "api", cfg->db_pool_size, &app->api.pool);
+    if (!result)
+        result = mp_ingest_start(cfg->database_url, cfg->batch_max, &app->api.ingest);
+    if (!result)
+        result = mp_apikey_cache_new(&app->api.keys);
+    if (result)
+        return result;
+    refresh_keys(app);
+    struct mp_http_options options = {
+        .listen = cfg->listen,
+        .threads = cfg->http_threads,
+        .max_body_bytes = cfg->max_body_bytes,
+        .connection_memory_bytes = cfg->connection_memory_bytes,
+        .max_connections = cfg->max_connections,
+        .max_connections_per_ip = cfg->max_connections_per_ip,
+        .idle_timeout = cfg->idle_timeout,
+        .precheck = mp_api_precheck,
+        .handler = mp_api_handle,
+        .arg = &app->api,
+    };
+    return mp_http_start(&options, &app->http);
+}
+
+static void stop_all(struct app *app)
+{
+    mp_http_stop(app->http); /* answers what is in flight, which needs the writer alive */
+    app->http = NULL;
+    mp_ingest_stop(app->api.ingest);
+    mp_db_pool_free(app->api.pool);
+    mp_apikey_cache_free(app->api.keys);
+    mp_fbverify_free(app->api.fbverify);
+    mp_metrics_free(app->metrics);
+    PQfinish(app->chores);
+}
+
+/* Waits for a signal, running the chores once a second. Returns the signal. */
+static int wait_for_stop(struct app *app, const sigset_t *signals)
+{
+    time_t last_refresh = time(NULL);
+    for (;;) {
+        struct timespec tick = {1, 0};
+        int sig = sigtimedwait(signals, NULL, &tick);
+        if (sig == SIGTERM || sig == SIGINT)
+            return sig;
+        if (sig == SIGHUP)
+            MP_INFO("reload_requested", "detail=\"reloading API keys\"");
+        if ((app->roles & MP_ROLE_RECEIVER) &&
+            (sig == SIGHUP || time(NULL) - last_refresh >= APIKEY_REFRESH_SECONDS)) {
+            refresh_keys(app);
+            last_refresh = time(NULL);
+        }
+    }
+}
+
+int mp_app_run(const struct mp_config *cfg, unsigned roles)
+{
+    struct app app = {.cfg = cfg, .roles = roles};
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGHUP);
+    /* Every thread started from here on inherits the mask: signals reach only sigtimedwait. */
+    pthread_sigmask(SIG_BLOCK, &signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (check_schema(cfg) != MP_OK || mp_metrics_new(&app.metrics) != MP_OK)
+        return 1;
+    enum mp_result result = MP_OK;
+    if (roles & MP_ROLE_RECEIVER)
+        result = start_receiver(&app);
+    if (result) {
+        MP_ERROR("start_failed", "error=\"%s\"", mp_strerror(result));
+        stop_all(&app);
+        return 1;
+    }
+    MP_INFO("started", "version=%s receiver=%s dispatcher=%s", MPCPUSH_VERSION,
+            roles & MP_ROLE_RECEIVER ? "true" : "false",
+            roles & MP_ROLE_DISPATCHER ? "true" : "false");
+    int sig = wait_for_stop(&app, &signals);
+    MP_INFO("stopping", "signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    stop_all(&app);
+    MP_INFO("stopped", "");
+    return 0;
+}

@@ -1,0 +1,343 @@
+/* The group-commit writer: one thread, one connection, one statement per batch. */
+#include "mpcpush/ingest.h"
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "mpcpush/db.h"
+#include "mpcpush/log.h"
+
+/* After a failed connection attempt, requests fail fast for this long instead of each waiting
+ * for a connect timeout; then the next batch tries again. */
+#define RECONNECT_PAUSE_MS 500
+
+/* One statement writes a whole batch. The input is a JSON array of jobs; the result has one
+ * row per job, in order: the inbox id of a new event (NULL for a duplicate or an API job) and
+ * the messages made for it. Message ids are drawn here so they can be mapped back to jobs. One
+ * NOTIFY per batch (never per row) tells dispatchers and long-polls which devices have news. */
+static const char ingest_sql[] =
+    "WITH input AS ("
+    "  SELECT * FROM json_to_recordset($1::json) AS t(ord int, kind int, dedupe_key text,"
+    "   api_version smallint, event_type text, wallet_id text, device_id text, raw_body text,"
+    "   payload jsonb, ttl int)),"
+    " events AS ("
+    "  INSERT INTO mpcpush.webhook_events"
+    "   (dedupe_key, api_version, event_type, wallet_id, device_id, raw_body)"
+    "  SELECT dedupe_key, api_version, event_type, wallet_id, device_id, raw_body"
+    "  FROM input WHERE kind <= 2 ORDER BY ord"
+    "  ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key),"
+    " fresh AS ("
+    "  SELECT i.ord, i.kind, i.wallet_id, i.device_id, i.payload, i.ttl, e.id AS event_id"
+    "  FROM input i JOIN events e USING (dedupe_key) WHERE i.kind IN (1, 2)"
+    "  UNION ALL"
+    "  SELECT ord, kind, wallet_id, device_id, payload, ttl, NULL FROM input WHERE kind >= 3),"
+    " targets AS MATERIALIZED ("
+    "  SELECT x.*, nextval('mpcpush.messages_id_seq') AS id FROM ("
+    "   SELECT f.ord, f.kind, f.event_id, f.payload, f.ttl, d.wallet_id, d.device_id"
+    "   FROM fresh f CROSS JOIN LATERAL ("
+    "    SELECT f.wallet_id, f.device_id WHERE f.kind = 1"
+    "    UNION ALL"
+    "    SELECT dv.wallet_id, dv.device_id FROM mpcpush.devices dv"
+    "    WHERE f.kind IN (2, 4) AND dv.wallet_id = f.wallet_id"
+    "    UNION ALL"
+    "    SELECT dv.wallet_id, dv.device_id FROM mpcpush.devices dv"
+    "    WHERE f.kind = 3 AND dv.wallet_id = f.wallet_id AND dv.device_id = f.device_id) d"
+    "   ORDER BY f.ord, d.device_id) x),"
+    " msgs AS ("
+    "  INSERT INTO mpcpush.messages"
+    "   (wallet_id, device_id, id, source, event_id, payload, expires_at)"
+    "  SELECT wallet_id, device_id, id,"
+    "   CASE kind WHEN 1 THEN 'webhook' WHEN 2 THEN 'event' ELSE 'api' END,"
+    "   event_id, payload, now() + make_interval(secs => ttl)"
+    "  FROM targets),"
+    " wake AS ("
+    "  INSERT INTO mpcpush.pushes AS p (wallet_id, device_id, wanted_id)"
+    "  SELECT t.wallet_id, t.device_id, max(t.id) FROM targets t"
+    "  JOIN mpcpush.devices dv ON dv.wallet_id = t.wallet_id AND dv.device_id = t.device_id"
+    "   AND dv.token_status = 'active'"
+    "  GROUP BY t.wallet_id, t.device_id ORDER BY t.wallet_id, t.device_id"
+    "  ON CONFLICT (wallet_id, device_id) DO UPDATE SET"
+    "   wanted_id = greatest(p.wanted_id, EXCLUDED.wanted_id),"
+    "   due_at = CASE WHEN p.wanted_id > p.covered_id THEN p.due_at ELSE now() END,"
+    "   state = CASE WHEN p.wanted_id > p.covered_id THEN p.state ELSE 'ready' END,"
+    "   attempts = CASE WHEN p.wanted_id > p.covered_id THEN p.attempts ELSE 0 END"
+    "  RETURNING 1),"
+    " notified AS ("
+    "  SELECT pg_notify('mpcpush_messages', CASE WHEN count(*) <= 50"
+    "   THEN string_agg(DISTINCT wallet_id || '/' || device_id, ' ') ELSE '*' END)"
+    "  FROM targets HAVING count(*) > 0)"
+    " SELECT i.ord, e.id,"
+    "  (SELECT coalesce(json_agg(json_build_object('deviceId', t.device_id, 'id', t.id::text,"
+    "    'expiresAt', mpcpush.iso_time(now() + make_interval(secs => t.ttl))) ORDER BY t.id),"
+    "    '[]') FROM targets t WHERE t.ord = i.ord),"
+    "  (SELECT count(*) FROM notified), (SELECT count(*) FROM wake)"
+    " FROM input i LEFT JOIN events e USING (dedupe_key) ORDER BY i.ord";
+
+struct mp_ingest {
+    char *url;
+    int batch_max;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    struct mp_ingest_job *head, *tail;
+    bool stopping;
+    PGconn *conn;
+    struct mp_ingest_job **batch, **unique; /* batch_max each, used by the writer only */
+    struct timespec last_failure;
+    atomic_bool healthy;
+    atomic_ullong batches, jobs, failures, messages;
+};
+
+static long ms_since(const struct timespec *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (now.tv_sec - t->tv_sec) * 1000L + (now.tv_nsec - t->tv_nsec) / 1000000L;
+}
+
+static void finish(struct mp_ingest_job *job, enum mp_result result)
+{
+    job->result = result;
+    job->done(job, job->done_arg);
+}
+
+/* Makes sure the writer has a working, prepared connection. */
+static enum mp_result ensure_connection(struct mp_ingest *ingest)
+{
+    if (ingest->conn && !mp_db_broken(ingest->conn))
+        return MP_OK;
+    if (ingest->conn) {
+        PQfinish(ingest->conn);
+        ingest->conn = NULL;
+    }
+    if (ingest->last_failure.tv_sec && ms_since(&ingest->last_failure) < RECONNECT_PAUSE_MS)
+        return MP_ERR_DB;
+    PGconn *conn = NULL;
+    enum mp_result result = mp_db_connect(ingest->url, "ingest", &conn);
+    if (!result) {
+        PGresult *res = PQprepare(conn, "ingest", ingest_sql, 1, NULL);
+        result = mp_db_check(conn, res, "ingest_prepare");
+        PQclear(res);
+    }
+    if (result) {
+        PQfinish(conn);
+        clock_gettime(CLOCK_MONOTONIC, &ingest->last_failure);
+        atomic_store(&ingest->healthy, false);
+        return result;
+    }
+    ingest->conn = conn;
+    ingest->last_failure.tv_sec = 0;
+    MP_INFO("db_connected", "role=ingest");
+    return MP_OK;
+}
+
+static json_t *job_json(const struct mp_ingest_job *job, int ord)
+{
+    json_t *payload = job->payload_json ? json_loads(job->payload_json, JSON_DECODE_ANY, NULL)
+                                        : json_null();
+    return json_pack("{s:i,s:i,s:s?,s:i,s:s?,s:s?,s:s?,s:s?,s:o,s:i}", "ord", ord, "kind",
+                     (int)job->kind, "dedupe_key", job->dedupe_key, "api_version",
+                     job->api_version, "event_type", job->event_type, "wallet_id",
+                     job->wallet_id, "device_id", job->device_id, "raw_body", job->raw_body,
+                     "payload", payload ? payload : json_null(), "ttl", job->ttl_seconds);
+}
+
+/* The first earlier job of the batch with the same dedupe key, or NULL. */
+static struct mp_ingest_job *earlier_twin(struct mp_ingest_job **jobs, int i)
+{
+    if (jobs[i]->kind > MP_INGEST_EVENT_WALLET || !jobs[i]->dedupe_key)
+        return NULL;
+    for (int j = 0; j < i; j++)
+        if (jobs[j]->kind <= MP_INGEST_EVENT_WALLET && jobs[j]->dedupe_key &&
+            strcmp(jobs[j]->dedupe_key, jobs[i]->dedupe_key) == 0)
+            return jobs[j];
+    return NULL;
+}
+
+/* Copies one result row into its job; counts the messages made into *made_count. */
+static enum mp_result take_row(PGresult *res, int row, struct mp_ingest_job *job,
+                               size_t *made_count)
+{
+    job->duplicate = job->kind <= MP_INGEST_EVENT_WALLET && PQgetisnull(res, row, 1);
+    job->event_id = PQgetisnull(res, row, 1) ? 0 : atoll(PQgetvalue(res, row, 1));
+    const char *made = PQgetvalue(res, row, 2);
+    if (job->kind >= MP_INGEST_API_DEVICE && strcmp(made, "[]") == 0)
+        return MP_ERR_NOT_FOUND;
+    json_t *list = json_loads(made, 0, NULL);
+    *made_count += json_array_size(list);
+    json_decref(list);
+    job->messages_json = strdup(made);
+    return job->messages_json ? MP_OK : MP_ERR_NOMEM;
+}
+
+/* Writes jobs[0..n) (no two with the same dedupe key) in one statement. On success every job
+ * has its outcome in job->result; on failure nothing was written and the result says why. */
+static enum mp_result write_batch(struct mp_ingest *ingest, struct mp_ingest_job **jobs, int n)
+{
+    json_t *input = json_array();
+    for (int i = 0; input && i < n; i++) {
+        json_t *row = job_json(jobs[i], i);
+        if (!row || json_array_append_new(input, row) != 0) {
+            json_decref(input);
+            input = NULL;
+        }
+    }
+    char *text = input ? json_dumps(input, JSON_COMPACT) : NULL;
+    json_decref(input);
+    if (!text)
+        return MP_ERR_NOMEM;
+    const char *params[] = {text};
+    PGresult *res = PQexecPrepared(ingest->conn, "ingest", 1, params, NULL, NULL, 0);
+    free(text);
+    enum mp_result result = mp_db_check(ingest->conn, res, "ingest");
+    if (!result && PQntuples(res) != n)
+        result = MP_ERR_INTERNAL;
+    size_t made = 0;
+    for (int i = 0; !result && i < n; i++)
+        jobs[i]->result = take_row(res, i, jobs[i], &made);
+    PQclear(res);
+    if (!result)
+        atomic_fetch_add(&ingest->messages, made);
+    return result;
+}
+
+/* Writes a batch and reports every job. A failure of the whole batch on a healthy connection
+ * means one job is bad: each is then written alone so the others still succeed. */
+static void process(struct mp_ingest *ingest, struct mp_ingest_job **jobs, int n)
+{
+    struct mp_ingest_job **unique = ingest->unique;
+    int u = 0;
+    for (int i = 0; i < n; i++)
+        if (!earlier_twin(jobs, i))
+            unique[u++] = jobs[i];
+    enum mp_result result = ensure_connection(ingest);
+    if (!result) {
+        result = write_batch(ingest, unique, u);
+        if (result && !mp_db_broken(ingest->conn) && u > 1) {
+            for (int i = 0; i < u; i++)
+                if (write_batch(ingest, &unique[i], 1) != MP_OK)
+                    unique[i]->result = MP_ERR_INTERNAL;
+            result = MP_OK;
+        }
+    }
+    atomic_store(&ingest->healthy, result == MP_OK || !mp_db_broken(ingest->conn));
+    atomic_fetch_add(&ingest->batches, 1);
+    atomic_fetch_add(&ingest->jobs, (unsigned long long)n);
+    if (result)
+        atomic_fetch_add(&ingest->failures, (unsigned long long)n);
+    for (int i = 0; i < n; i++) {
+        struct mp_ingest_job *twin = earlier_twin(jobs, i);
+        if (twin && !result) {
+            jobs[i]->duplicate = true;
+            jobs[i]->event_id = 0;
+            jobs[i]->result = twin->result;
+        }
+        finish(jobs[i], result ? result : jobs[i]->result);
+    }
+}
+
+static void *writer_main(void *arg)
+{
+    struct mp_ingest *ingest = arg;
+    struct mp_ingest_job **batch = ingest->batch;
+    for (;;) {
+        pthread_mutex_lock(&ingest->lock);
+        while (!ingest->head && !ingest->stopping)
+            pthread_cond_wait(&ingest->wake, &ingest->lock);
+        if (!ingest->head) {
+            pthread_mutex_unlock(&ingest->lock);
+            break;
+        }
+        int n = 0;
+        while (ingest->head && n < ingest->batch_max) {
+            batch[n++] = ingest->head;
+            ingest->head = ingest->head->next;
+        }
+        if (!ingest->head)
+            ingest->tail = NULL;
+        pthread_mutex_unlock(&ingest->lock);
+        process(ingest, batch, n);
+    }
+    return NULL;
+}
+
+enum mp_result mp_ingest_start(const char *database_url, int batch_max, struct mp_ingest **out)
+{
+    struct mp_ingest *ingest = calloc(1, sizeof(*ingest));
+    if (!ingest)
+        return MP_ERR_NOMEM;
+    ingest->url = strdup(database_url);
+    ingest->batch_max = batch_max > 0 ? batch_max : 1;
+    pthread_mutex_init(&ingest->lock, NULL);
+    pthread_cond_init(&ingest->wake, NULL);
+    atomic_store(&ingest->healthy, true);
+    ingest->batch = calloc((size_t)ingest->batch_max, sizeof(*ingest->batch));
+    ingest->unique = calloc((size_t)ingest->batch_max, sizeof(*ingest->unique));
+    if (!ingest->url || !ingest->batch || !ingest->unique ||
+        pthread_create(&ingest->thread, NULL, writer_main, ingest) != 0) {
+        free(ingest->batch);
+        free(ingest->unique);
+        free(ingest->url);
+        free(ingest);
+        return MP_ERR_NOMEM;
+    }
+    *out = ingest;
+    return MP_OK;
+}
+
+void mp_ingest_submit(struct mp_ingest *ingest, struct mp_ingest_job *job)
+{
+    job->next = NULL;
+    job->messages_json = NULL;
+    job->duplicate = false;
+    job->event_id = 0;
+    pthread_mutex_lock(&ingest->lock);
+    if (ingest->stopping) {
+        pthread_mutex_unlock(&ingest->lock);
+        finish(job, MP_ERR_UNAVAILABLE);
+        return;
+    }
+    if (ingest->tail)
+        ingest->tail->next = job;
+    else
+        ingest->head = job;
+    ingest->tail = job;
+    pthread_cond_signal(&ingest->wake);
+    pthread_mutex_unlock(&ingest->lock);
+}
+
+bool mp_ingest_healthy(struct mp_ingest *ingest)
+{
+    return atomic_load(&ingest->healthy);
+}
+
+void mp_ingest_stats(struct mp_ingest *ingest, struct mp_ingest_stats *out)
+{
+    out->batches = atomic_load(&ingest->batches);
+    out->jobs = atomic_load(&ingest->jobs);
+    out->failures = atomic_load(&ingest->failures);
+    out->messages = atomic_load(&ingest->messages);
+}
+
+void mp_ingest_stop(struct mp_ingest *ingest)
+{
+    if (!ingest)
+        return;
+    pthread_mutex_lock(&ingest->lock);
+    ingest->stopping = true;
+    pthread_cond_signal(&ingest->wake);
+    pthread_mutex_unlock(&ingest->lock);
+    pthread_join(ingest->thread, NULL);
+    PQfinish(ingest->conn);
+    pthread_mutex_destroy(&ingest->lock);
+    pthread_cond_destroy(&ingest->wake);
+    free(ingest->batch);
+    free(ingest->unique);
+    free(ingest->url);
+    free(ingest);
+}
