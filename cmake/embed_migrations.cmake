@@ -1,5 +1,6 @@
 # Writes a C file holding every migration in FILES (sorted) as {version, name, sql}.
-# Run as: cmake -DOUT=<file.c> -DFILES=<a;b;c> -P embed_migrations.cmake
+# Run as: cmake -DOUT=<file.c> -DFILES=<a|b|c> -P embed_migrations.cmake
+string(REPLACE "|" ";" FILES "${FILES}")
 set(body "/* Generated from sql/ by cmake/embed_migrations.cmake: do not edit. */\n")
 string(APPEND body "#include \"store/migrations-int.h\"\n\n")
 string(APPEND body "const struct mp_migration mp_migrations[] = {\n")

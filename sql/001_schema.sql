@@ -72,7 +72,8 @@ CREATE TABLE mpcpush.pushes (
     covered_id       bigint      NOT NULL DEFAULT 0,
     due_at           timestamptz NOT NULL DEFAULT now(),
     state            text        NOT NULL DEFAULT 'ready'
-                                 CHECK (state IN ('ready', 'leased', 'retry', 'sent', 'failed')),
+                                 CHECK (state IN ('ready', 'leased', 'retry', 'sent', 'failed',
+                                                  'skipped')),
     lease_id         bigint,
     leased_by        text,
     claimed_id       bigint,
@@ -88,6 +89,16 @@ CREATE TABLE mpcpush.pushes (
 CREATE INDEX pushes_due ON mpcpush.pushes (due_at) WHERE wanted_id > covered_id;
 
 CREATE SEQUENCE mpcpush.lease_ids;
+
+-- Project-wide pauses shared by every dispatcher: after FCM's QUOTA_EXCEEDED no dispatcher
+-- sends for the project before paused_until (Retry-After, or 60 s, doubling while it repeats).
+CREATE TABLE mpcpush.fcm_pauses (
+    project_id   text        PRIMARY KEY,
+    paused_until timestamptz NOT NULL,
+    reason       text        NOT NULL,
+    strikes      integer     NOT NULL DEFAULT 1,
+    updated_at   timestamptz NOT NULL DEFAULT now()
+);
 
 -- Keys for the /v1 API. Only the SHA-256 of each key is stored.
 CREATE TABLE mpcpush.api_keys (

@@ -1,4 +1,5 @@
 /* mpcpush: the command line. Parses global options, loads the configuration, runs a command. */
+#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,9 +104,8 @@ static int cmd_apikey(struct mp_config *cfg, int argc, char **argv)
         return 1;
     }
     char key[MP_APIKEY_MAX];
-    enum mp_result result = strcmp(argv[1], "create") == 0
-                                ? mp_apikey_create(conn, argv[2], key)
-                                : mp_apikey_revoke(conn, argv[2]);
+    enum mp_result result = strcmp(argv[1], "create") == 0 ? mp_apikey_create(conn, argv[2], key)
+                                                           : mp_apikey_revoke(conn, argv[2]);
     PQfinish(conn);
     if (result == MP_ERR_CONFLICT)
         fprintf(stderr, "mpcpush: an active API key named \"%s\" exists\n", argv[2]);
@@ -157,6 +157,7 @@ int main(int argc, char **argv)
         return 0;
     }
 
+    curl_global_init(CURL_GLOBAL_DEFAULT); /* before any thread exists */
     struct mp_config cfg;
     struct mp_buf errors;
     mp_buf_init(&errors, 65536);
@@ -172,5 +173,6 @@ int main(int argc, char **argv)
     }
     mp_buf_free(&errors);
     mp_config_free(&cfg);
+    curl_global_cleanup();
     return status;
 }

@@ -15,12 +15,12 @@ struct mp_waiters;
 /* What the handlers share; owned by the app, which outlives the HTTP server. */
 struct mp_api {
     const struct mp_config *cfg;
-    struct mp_db_pool *pool;           /* for synchronous requests */
-    struct mp_ingest *ingest;          /* group commit for message-creating requests */
-    struct mp_fbverify *fbverify;      /* NULL when no Fireblocks key is configured */
+    struct mp_db_pool *pool;      /* for synchronous requests */
+    struct mp_ingest *ingest;     /* group commit for message-creating requests */
+    struct mp_fbverify *fbverify; /* NULL when no Fireblocks key is configured */
     struct mp_apikey_cache *keys;
-    struct mp_metrics *metrics;        /* may be NULL */
-    struct mp_waiters *waiters;        /* long-poll waiters; may be NULL */
+    struct mp_metrics *metrics; /* may be NULL */
+    struct mp_waiters *waiters; /* long-poll waiters; may be NULL */
 };
 
 /* mp_http_options.precheck: routes, method, API key and content type, before the body. */

@@ -42,6 +42,7 @@ struct mp_config {
     char *ios_alert_body;
     /* dispatcher */
     int dispatch_batch;
+    int dispatch_workers;
     int lease_seconds;
     int poll_interval_ms;
     int retry_base_ms;

@@ -68,18 +68,18 @@ bool mp_fcm_outcome_is_config_error(enum mp_fcm_outcome outcome);
 /* Classifies one FCM answer. body (len bytes, need not be NUL-terminated) may be NULL;
  * retry_after_header is the Retry-After value or NULL. Pure apart from reading the clock for
  * an HTTP-date Retry-After. Fills every field of *out except seconds and attempts (zeroed). */
-void mp_fcm_classify(long http_status, const char *body, size_t len,
-                     const char *retry_after_header, struct mp_fcm_result *out);
+void mp_fcm_classify(long http_status, const char *body, size_t len, const char *retry_after_header,
+                     struct mp_fcm_result *out);
 
 /* ---- the wakeup message ---- */
 
-#define MP_FCM_PAYLOAD_MAX 4096     /* FCM's limit on a message, not counting the token */
-#define MP_FCM_TTL_MAX     2419200  /* 28 days */
+#define MP_FCM_PAYLOAD_MAX 4096      /* FCM's limit on a message, not counting the token */
+#define MP_FCM_TTL_MAX     2419200   /* 28 days */
 #define MP_FCM_COLLAPSE    "mpcpush" /* collapse_key / apns-collapse-id */
 
 struct mp_wakeup {
-    const char *token;     /* FCM registration token */
-    const char *platform;  /* "android", "ios" or "web" */
+    const char *token;    /* FCM registration token */
+    const char *platform; /* "android", "ios" or "web" */
     const char *wallet_id;
     const char *device_id;
     long long pending;     /* messages waiting */
@@ -88,8 +88,8 @@ struct mp_wakeup {
                               0 .. MP_FCM_TTL_MAX */
     const char *alert_title, *alert_body; /* iOS: a visible alert instead of a background push
                                              when both are set (non-empty) */
-    bool validate_only;    /* ask FCM to validate without delivering */
-    long long now_unix;    /* clock for apns-expiration; 0: the current time */
+    bool validate_only;                   /* ask FCM to validate without delivering */
+    long long now_unix;                   /* clock for apns-expiration; 0: the current time */
 };
 
 /* Writes the request body of messages:send for w into out, replacing what it held:
@@ -114,8 +114,8 @@ struct mp_fcm_client;
  * connections (1..64) caps the connections and thus the concurrency (100 streams each);
  * timeout_seconds (>= 1) bounds each attempt. The caller owns *out (mp_fcm_client_free).
  * One thread at a time may use a client. */
-enum mp_result mp_fcm_client_new(const char *base_url, const char *project_id,
-                                 const char *ca_file, int connections, int timeout_seconds,
+enum mp_result mp_fcm_client_new(const char *base_url, const char *project_id, const char *ca_file,
+                                 int connections, int timeout_seconds,
                                  struct mp_fcm_client **out) MP_MUSTCHECK;
 
 /* Sends the n requests concurrently with access_token and blocks until every one has a result

@@ -10,11 +10,11 @@
 #include "mpcpush/result.h"
 
 enum mp_ingest_kind {
-    MP_INGEST_EVENT = 0,          /* webhook kept in the inbox only */
-    MP_INGEST_EVENT_DEVICE = 1,   /* webhook carrying a message for one device */
-    MP_INGEST_EVENT_WALLET = 2,   /* webhook that wakes every device of a wallet */
-    MP_INGEST_API_DEVICE = 3,     /* API message for one registered device */
-    MP_INGEST_API_WALLET = 4,     /* API message for every device of a wallet */
+    MP_INGEST_EVENT = 0,        /* webhook kept in the inbox only */
+    MP_INGEST_EVENT_DEVICE = 1, /* webhook carrying a message for one device */
+    MP_INGEST_EVENT_WALLET = 2, /* webhook that wakes every device of a wallet */
+    MP_INGEST_API_DEVICE = 3,   /* API message for one registered device */
+    MP_INGEST_API_WALLET = 4,   /* API message for every device of a wallet */
 };
 
 struct mp_ingest_job {

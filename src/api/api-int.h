@@ -34,6 +34,10 @@ void mp_api_device_get(struct mp_http_request *req, struct mp_api *api,
                        const struct mp_route_params *params);
 void mp_api_device_delete(struct mp_http_request *req, struct mp_api *api,
                           const struct mp_route_params *params);
+void mp_api_messages_get(struct mp_http_request *req, struct mp_api *api,
+                         const struct mp_route_params *params);
+void mp_api_messages_ack(struct mp_http_request *req, struct mp_api *api,
+                         const struct mp_route_params *params);
 void mp_api_message_post(struct mp_http_request *req, struct mp_api *api,
                          const struct mp_route_params *params);
 void mp_api_wallet_message_post(struct mp_http_request *req, struct mp_api *api,
@@ -57,8 +61,8 @@ struct mp_api_pending {
     struct mp_ingest_job job;
     struct mp_http_request *req;
     _Atomic int done;
-    char *owned[4];            /* strings the job points into */
-    void *extra;               /* more state of the handler's, freed with extra_free */
+    char *owned[4]; /* strings the job points into */
+    void *extra;    /* more state of the handler's, freed with extra_free */
     void (*extra_free)(void *);
 };
 struct mp_api_pending *mp_api_pending_new(struct mp_http_request *req);

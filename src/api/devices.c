@@ -65,10 +65,11 @@ void mp_api_device_put(struct mp_http_request *req, struct mp_api *api,
             mp_api_reply_result(req, result);
         } else {
             char token[32];
-            MP_INFO("device_registered", "request_id=%s wallet=%s device=%s platform=%s token=%s "
-                    "created=%s", mp_http_request_id(req), params->wallet_id, params->device_id,
-                    in.platform, mp_log_redact(token, sizeof(token), in.fcm_token),
-                    created ? "true" : "false");
+            MP_INFO("device_registered",
+                    "request_id=%s wallet=%s device=%s platform=%s token=%s "
+                    "created=%s",
+                    mp_http_request_id(req), params->wallet_id, params->device_id, in.platform,
+                    mp_log_redact(token, sizeof(token), in.fcm_token), created ? "true" : "false");
             reply_state(req, conn, params, created ? 201 : 200);
         }
         mp_db_pool_put(api->pool, conn);

@@ -32,13 +32,13 @@ static void refresh_gauges(struct mp_api *api)
     PGconn *conn = NULL;
     if (mp_db_pool_get(api->pool, 1000, &conn) != MP_OK)
         return;
-    PGresult *res = PQexec(conn,
-                           "SELECT (SELECT count(*) FROM mpcpush.messages"
-                           "   WHERE acked_at IS NULL AND expires_at > now()),"
-                           " (SELECT coalesce(extract(epoch FROM now() - min(received_at)), 0)"
-                           "   FROM mpcpush.messages WHERE acked_at IS NULL AND expires_at > now()),"
-                           " (SELECT count(*) FROM mpcpush.pushes"
-                           "   WHERE wanted_id > covered_id AND due_at <= now())");
+    PGresult *res =
+        PQexec(conn, "SELECT (SELECT count(*) FROM mpcpush.messages"
+                     "   WHERE acked_at IS NULL AND expires_at > now()),"
+                     " (SELECT coalesce(extract(epoch FROM now() - min(received_at)), 0)"
+                     "   FROM mpcpush.messages WHERE acked_at IS NULL AND expires_at > now()),"
+                     " (SELECT count(*) FROM mpcpush.pushes"
+                     "   WHERE wanted_id > covered_id AND due_at <= now())");
     if (mp_db_check(conn, res, "metrics") == MP_OK && PQntuples(res) == 1) {
         mp_metrics_set(api->metrics, "pending_messages", atof(PQgetvalue(res, 0, 0)));
         mp_metrics_set(api->metrics, "oldest_pending_age_seconds", atof(PQgetvalue(res, 0, 1)));

@@ -25,6 +25,8 @@ static const struct route routes[] = {
     {"GET", "v1/wallets/*/devices/*", NEEDS_KEY, mp_api_device_get},
     {"DELETE", "v1/wallets/*/devices/*", NEEDS_KEY, mp_api_device_delete},
     {"POST", "v1/wallets/*/devices/*/messages", NEEDS_KEY | JSON_BODY, mp_api_message_post},
+    {"GET", "v1/wallets/*/devices/*/messages", NEEDS_KEY, mp_api_messages_get},
+    {"POST", "v1/wallets/*/devices/*/messages/ack", NEEDS_KEY | JSON_BODY, mp_api_messages_ack},
     {"POST", "v1/wallets/*/messages", NEEDS_KEY | JSON_BODY, mp_api_wallet_message_post},
 };
 

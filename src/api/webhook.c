@@ -34,9 +34,18 @@ static bool accept_event(struct mp_http_request *req, struct mp_api *api, struct
                             "no Fireblocks public key is configured");
         return false;
     }
-    if (mp_fbverify_check(api->fbverify, mp_http_header(req, "Fireblocks-Signature"),
-                          mp_http_header(req, "Fireblocks-Webhook-Signature"), body,
-                          len) != MP_OK) {
+    enum mp_result verified =
+        mp_fbverify_check(api->fbverify, mp_http_header(req, "Fireblocks-Signature"),
+                          mp_http_header(req, "Fireblocks-Webhook-Signature"), body, len);
+    if (verified && verified != MP_ERR_UNAUTHORIZED) {
+        /* e.g. the key set could not be fetched: Fireblocks should retry, not give up */
+        mp_metrics_webhook(api->metrics, "keys_unavailable");
+        mp_http_add_header(req, "Retry-After", "60");
+        mp_http_reply_error(req, 503, "keys_unavailable",
+                            "the signing keys could not be loaded; try again later");
+        return false;
+    }
+    if (verified) {
         mp_metrics_webhook(api->metrics, "bad_signature");
         MP_INFO("webhook_rejected", "request_id=%s reason=bad_signature client=%s",
                 mp_http_request_id(req), mp_http_client_ip(req));
@@ -89,8 +98,7 @@ static void submit(struct mp_http_request *req, struct mp_api *api)
     mp_api_pending_submit(api, pending);
 }
 
-static void answer(struct mp_http_request *req, struct mp_api *api,
-                   struct mp_api_pending *pending)
+static void answer(struct mp_http_request *req, struct mp_api *api, struct mp_api_pending *pending)
 {
     struct mp_ingest_job *job = &pending->job;
     struct mp_event *event = pending->extra;

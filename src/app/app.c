@@ -8,16 +8,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "mpcpush/api.h"
 #include "mpcpush/db.h"
+#include "mpcpush/dispatcher.h"
 #include "mpcpush/fbverify.h"
 #include "mpcpush/http.h"
 #include "mpcpush/log.h"
+#include "mpcpush/messages.h"
 #include "mpcpush/metrics.h"
+#include "mpcpush/waiters.h"
 
 #define APIKEY_REFRESH_SECONDS 5
+#define PRUNE_LOCK_KEY         0x6d7063707275 /* "mpcpru": held by the elected pruner */
+#define PRUNE_BATCH            5000
 
 struct app {
     const struct mp_config *cfg;
@@ -25,7 +31,9 @@ struct app {
     struct mp_metrics *metrics;
     struct mp_api api;
     struct mp_http_server *http;
+    struct mp_dispatcher *dispatcher;
     PGconn *chores; /* connection for periodic work, (re)opened on demand */
+    bool pruner;    /* this process holds the pruning lock on `chores` */
 };
 
 /* Refuses to serve a database whose schema does not match this binary. An unreachable
@@ -46,16 +54,46 @@ static enum mp_result check_schema(const struct mp_config *cfg)
     return result == MP_ERR_DB ? MP_OK : result;
 }
 
+static bool chores_connection(struct app *app)
+{
+    if (app->chores && !mp_db_broken(app->chores))
+        return true;
+    PQfinish(app->chores);
+    app->chores = NULL;
+    app->pruner = false; /* the lock went with the connection */
+    return mp_db_connect(app->cfg->database_url, "chores", &app->chores) == MP_OK;
+}
+
 static void refresh_keys(struct app *app)
 {
-    if (!app->chores || mp_db_broken(app->chores)) {
-        PQfinish(app->chores);
-        app->chores = NULL;
-        if (mp_db_connect(app->cfg->database_url, "chores", &app->chores) != MP_OK)
-            return;
-    }
-    if (mp_apikey_cache_refresh(app->api.keys, app->chores) != MP_OK)
+    if (chores_connection(app) && mp_apikey_cache_refresh(app->api.keys, app->chores) != MP_OK)
         mp_metrics_db_error(app->metrics, "apikeys");
+}
+
+/* One process prunes: whichever holds the advisory lock, taken on its chores connection and
+ * kept for as long as that connection lives. */
+static void prune(struct app *app)
+{
+    if (!chores_connection(app))
+        return;
+    if (!app->pruner) {
+        char sql[80];
+        snprintf(sql, sizeof(sql), "SELECT pg_try_advisory_lock(%lld)", (long long)PRUNE_LOCK_KEY);
+        PGresult *res = PQexec(app->chores, sql);
+        app->pruner =
+            mp_db_check(app->chores, res, "prune_lock") == MP_OK && PQgetvalue(res, 0, 0)[0] == 't';
+        PQclear(res);
+        if (!app->pruner)
+            return;
+        MP_INFO("pruner_elected", "");
+    }
+    struct mp_prune_limits limits = {app->cfg->retention_acked_seconds,
+                                     app->cfg->retention_events_seconds, PRUNE_BATCH};
+    long long deleted = 0;
+    if (mp_messages_prune(app->chores, &limits, &deleted) != MP_OK)
+        mp_metrics_db_error(app->metrics, "prune");
+    else if (deleted > 0)
+        MP_INFO("pruned", "rows=%lld", deleted);
 }
 
 static enum mp_result start_receiver(struct app *app)
@@ -69,8 +107,14 @@ static enum mp_result start_receiver(struct app *app)
     if (cfg->fireblocks_pubkeys || cfg->fireblocks_jwks)
         result = mp_fbverify_new(cfg->fireblocks_pubkeys, cfg->fireblocks_jwks, cfg->ca_file,
                                  &app->api.fbverify, &errors);
-    if (result)
+    if (result == MP_ERR_UNAVAILABLE) { /* the JWKS download failed: retried on demand */
+        char detail[512];
+        MP_WARN("fireblocks_jwks_unavailable", "detail=%s",
+                mp_log_quote(detail, sizeof(detail), errors.data));
+        result = MP_OK;
+    } else if (result) {
         fprintf(stderr, "%s", errors.data ? errors.data : "mpcpush: cannot load Fireblocks keys\n");
+    }
     mp_buf_free(&errors);
     if (!result)
         result = mp_db_pool_new(cfg->database_url, "api", cfg->db_pool_size, &app->api.pool);
@@ -78,6 +122,8 @@ static enum mp_result start_receiver(struct app *app)
         result = mp_ingest_start(cfg->database_url, cfg->batch_max, &app->api.ingest);
     if (!result)
         result = mp_apikey_cache_new(&app->api.keys);
+    if (!result)
+        result = mp_waiters_start(cfg->database_url, app->metrics, &app->api.waiters);
     if (result)
         return result;
     refresh_keys(app);
@@ -96,11 +142,26 @@ static enum mp_result start_receiver(struct app *app)
     return mp_http_start(&options, &app->http);
 }
 
+static enum mp_result start_dispatcher(struct app *app)
+{
+    struct mp_buf errors;
+    mp_buf_init(&errors, 8192);
+    enum mp_result result = mp_dispatcher_start(app->cfg, app->metrics, &app->dispatcher, &errors);
+    if (result)
+        fprintf(stderr, "%s", errors.data ? errors.data : "mpcpush: cannot start the dispatcher\n");
+    mp_buf_free(&errors);
+    return result;
+}
+
 static void stop_all(struct app *app)
 {
-    mp_http_stop(app->http); /* answers what is in flight, which needs the writer alive */
+    mp_waiters_stop(app->api.waiters); /* long polls answer now */
+    mp_http_stop(app->http);           /* answers what is in flight, which needs the writer alive */
     app->http = NULL;
+    mp_dispatcher_stop(app->dispatcher); /* finishes and records the batches in hand */
+    app->dispatcher = NULL;
     mp_ingest_stop(app->api.ingest);
+    mp_waiters_free(app->api.waiters);
     mp_db_pool_free(app->api.pool);
     mp_apikey_cache_free(app->api.keys);
     mp_fbverify_free(app->api.fbverify);
@@ -111,7 +172,7 @@ static void stop_all(struct app *app)
 /* Waits for a signal, running the chores once a second. Returns the signal. */
 static int wait_for_stop(struct app *app, const sigset_t *signals)
 {
-    time_t last_refresh = time(NULL);
+    time_t last_refresh = time(NULL), last_prune = 0;
     for (;;) {
         struct timespec tick = {1, 0};
         int sig = sigtimedwait(signals, NULL, &tick);
@@ -124,6 +185,20 @@ static int wait_for_stop(struct app *app, const sigset_t *signals)
             refresh_keys(app);
             last_refresh = time(NULL);
         }
+        if (time(NULL) - last_prune >= app->cfg->prune_interval_seconds) {
+            prune(app);
+            last_prune = time(NULL);
+        }
+    }
+}
+
+/* Thousands of long polls need thousands of descriptors: take the hard limit. */
+static void raise_fd_limit(void)
+{
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &limit);
     }
 }
 
@@ -138,12 +213,15 @@ int mp_app_run(const struct mp_config *cfg, unsigned roles)
     /* Every thread started from here on inherits the mask: signals reach only sigtimedwait. */
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
     signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
 
     if (check_schema(cfg) != MP_OK || mp_metrics_new(&app.metrics) != MP_OK)
         return 1;
     enum mp_result result = MP_OK;
     if (roles & MP_ROLE_RECEIVER)
         result = start_receiver(&app);
+    if (!result && (roles & MP_ROLE_DISPATCHER))
+        result = start_dispatcher(&app);
     if (result) {
         MP_ERROR("start_failed", "error=\"%s\"", mp_strerror(result));
         stop_all(&app);

@@ -40,6 +40,8 @@ static const struct key keys[] = {
      "database connections for API requests"},
     {"MPCPUSH_DISPATCH_BATCH", KEY_INT, FIELD(dispatch_batch), "500", 1, 10000, 0,
      "most pushes claimed per dispatcher batch"},
+    {"MPCPUSH_DISPATCH_WORKERS", KEY_INT, FIELD(dispatch_workers), "2", 1, 32, 0,
+     "dispatcher threads, each claiming and sending its own batches"},
     {"MPCPUSH_FCM_CONNECTIONS", KEY_INT, FIELD(fcm_connections), "4", 1, 64, 0,
      "HTTP/2 connections to FCM (about 100 streams each)"},
     {"MPCPUSH_FCM_TIMEOUT", KEY_INT, FIELD(fcm_timeout), "10", 1, 600, 0,
@@ -70,10 +72,10 @@ static const struct key keys[] = {
      "debug, info, warn or error"},
     {"MPCPUSH_MAX_BODY_BYTES", KEY_INT, FIELD(max_body_bytes), "262144", 1024, 16777216, 0,
      "largest request body accepted (larger: 413)"},
-    {"MPCPUSH_MAX_CONNECTIONS", KEY_INT, FIELD(max_connections), "1024", 1, 100000, 0,
+    {"MPCPUSH_MAX_CONNECTIONS", KEY_INT, FIELD(max_connections), "4096", 1, 100000, 0,
      "HTTP connections served at once"},
-    {"MPCPUSH_MAX_CONNECTIONS_PER_IP", KEY_INT, FIELD(max_connections_per_ip), "256", 0, 100000,
-     0, "HTTP connections from one address at once (0: no limit)"},
+    {"MPCPUSH_MAX_CONNECTIONS_PER_IP", KEY_INT, FIELD(max_connections_per_ip), "2048", 0, 100000, 0,
+     "HTTP connections from one address at once (0: no limit)"},
     {"MPCPUSH_MAX_MESSAGE_TTL", KEY_INT, FIELD(max_message_ttl), "2419200", 1, 2419200, 0,
      "largest ttlSeconds accepted for a message (FCM's limit is 28 days)"},
     {"MPCPUSH_MESSAGE_TTL", KEY_INT, FIELD(message_ttl), "86400", 1, 2419200, 0,
@@ -84,12 +86,12 @@ static const struct key keys[] = {
      "dispatcher poll interval when no notification arrives"},
     {"MPCPUSH_PRUNE_INTERVAL", KEY_INT, FIELD(prune_interval_seconds), "60", 1, 86400, 0,
      "seconds between pruning runs"},
-    {"MPCPUSH_RATE_LIMIT_PER_MINUTE", KEY_INT, FIELD(rate_limit_per_minute), "6000", 0,
-     10000000, 0, "requests per minute allowed per API key and per address (0: no limit)"},
+    {"MPCPUSH_RATE_LIMIT_PER_MINUTE", KEY_INT, FIELD(rate_limit_per_minute), "6000", 0, 10000000, 0,
+     "requests per minute allowed per API key and per address (0: no limit)"},
     {"MPCPUSH_RETENTION_ACKED", KEY_INT, FIELD(retention_acked_seconds), "3600", 0, 31536000, 0,
      "seconds acknowledged and expired messages are kept before pruning"},
-    {"MPCPUSH_RETENTION_EVENTS", KEY_INT, FIELD(retention_events_seconds), "2592000", 0,
-     315360000, 0, "seconds webhook events are kept in the inbox (dedupe window)"},
+    {"MPCPUSH_RETENTION_EVENTS", KEY_INT, FIELD(retention_events_seconds), "2592000", 0, 315360000,
+     0, "seconds webhook events are kept in the inbox (dedupe window)"},
     {"MPCPUSH_RETRY_BASE_MS", KEY_INT, FIELD(retry_base_ms), "1000", 10, 600000, 0,
      "first retry delay after a transient FCM error (doubles each attempt, with jitter)"},
     {"MPCPUSH_RETRY_MAX", KEY_INT, FIELD(retry_max_seconds), "600", 1, 86400, 0,
@@ -182,8 +184,8 @@ static enum mp_result validate(const struct key *k, const char *value, struct mp
         errno = 0;
         v = strtol(value, &end, 10);
         if (errno || *end || end == value || v < k->min || v > k->max)
-            return problem(errors, "%s: expected an integer from %ld to %ld, got \"%s\"",
-                           k->name, k->min, k->max, value);
+            return problem(errors, "%s: expected an integer from %ld to %ld, got \"%s\"", k->name,
+                           k->min, k->max, value);
         return MP_OK;
     }
     return MP_ERR_INTERNAL;
@@ -303,8 +305,8 @@ enum mp_result mp_config_load(struct mp_config *cfg, const char *file, char *con
             result = (cfg->google_credentials = strdup(path)) ? MP_OK : MP_ERR_NOMEM;
         }
     }
-    mp_log_threshold = cfg->log_level ? (enum mp_log_level)mp_log_level_parse(cfg->log_level)
-                                      : MP_LOG_INFO;
+    mp_log_threshold =
+        cfg->log_level ? (enum mp_log_level)mp_log_level_parse(cfg->log_level) : MP_LOG_INFO;
     if (result)
         return result;
     return failed ? MP_ERR_INVALID : MP_OK;

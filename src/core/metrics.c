@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_LABELS  24
-#define NBUCKETS    12
+#define MAX_LABELS 24
+#define NBUCKETS   12
 
 static const double bucket_bounds[NBUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                                0.1,   0.25,   0.5,   1,    2.5,   10};
@@ -74,11 +74,11 @@ enum mp_result mp_metrics_new(struct mp_metrics **out)
                                                .type = "counter",
                                                .label = "component"};
     for (size_t i = 0; i < sizeof(plain_series) / sizeof(plain_series[0]); i++)
-        m->plain[m->nplain++] = (struct family){
-            .name = plain_series[i].name, .help = plain_series[i].help, .type = plain_series[i].type};
-    m->fcm_latency = (struct histogram){
-        .name = "mpcpush_fcm_request_duration_seconds",
-        .help = "Time from sending an FCM request to its answer."};
+        m->plain[m->nplain++] = (struct family){.name = plain_series[i].name,
+                                                .help = plain_series[i].help,
+                                                .type = plain_series[i].type};
+    m->fcm_latency = (struct histogram){.name = "mpcpush_fcm_request_duration_seconds",
+                                        .help = "Time from sending an FCM request to its answer."};
     m->claim_latency = (struct histogram){.name = "mpcpush_queue_claim_duration_seconds",
                                           .help = "Time one dispatcher claim statement took."};
     *out = m;

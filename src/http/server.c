@@ -333,14 +333,15 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (!req->answered)
         level = MP_LOG_INFO;
     char path[160];
-    MP_LOG(level, "http_request",
-           "request_id=%s method=%s path=%s status=%d ms=%.2f client=%s%s", req->request_id,
-           req->method, mp_log_quote(path, sizeof(path), req->path), req->status,
+    MP_LOG(level, "http_request", "request_id=%s method=%s path=%s status=%d ms=%.2f client=%s%s",
+           req->request_id, req->method, mp_log_quote(path, sizeof(path), req->path), req->status,
            seconds_since(&req->started) * 1000.0, req->client_ip,
            code == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=true");
     request_free(req);
 }
 
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char text[512], quoted[600];
@@ -395,7 +396,8 @@ enum mp_result mp_http_start(const struct mp_http_options *options, struct mp_ht
         free(server);
         return MP_ERR_IO;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(server->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(server->daemon, MHD_DAEMON_INFO_BIND_PORT);
     server->port = info ? info->port : 0;
     MP_INFO("http_listening", "listen=%s port=%d threads=%d", options->listen, server->port,
             options->threads);

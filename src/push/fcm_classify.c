@@ -99,8 +99,7 @@ static const struct code_map statuses[] = {
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
-static bool lookup(const struct code_map *map, size_t n, const char *code,
-                   enum mp_fcm_outcome *out)
+static bool lookup(const struct code_map *map, size_t n, const char *code, enum mp_fcm_outcome *out)
 {
     for (size_t i = 0; code && i < n; i++) {
         if (strcmp(map[i].code, code) == 0) {
@@ -279,8 +278,8 @@ static void copy_name(struct mp_fcm_result *out, json_t *root)
         memcpy(out->name, name, strlen(name) + 1);
 }
 
-void mp_fcm_classify(long http_status, const char *body, size_t len,
-                     const char *retry_after_header, struct mp_fcm_result *out)
+void mp_fcm_classify(long http_status, const char *body, size_t len, const char *retry_after_header,
+                     struct mp_fcm_result *out)
 {
     memset(out, 0, sizeof(*out));
     out->http_status = http_status;

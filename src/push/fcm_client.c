@@ -111,14 +111,12 @@ static enum mp_result client_init(struct mp_fcm_client *c, const char *base_url,
     return MP_OK;
 }
 
-enum mp_result mp_fcm_client_new(const char *base_url, const char *project_id,
-                                 const char *ca_file, int connections, int timeout_seconds,
-                                 struct mp_fcm_client **out)
+enum mp_result mp_fcm_client_new(const char *base_url, const char *project_id, const char *ca_file,
+                                 int connections, int timeout_seconds, struct mp_fcm_client **out)
 {
     bool plain;
-    if (!base_url || mp_push_check_url(base_url, &plain) != MP_OK ||
-        !valid_project(project_id) || connections < 1 || connections > MAX_CONNS ||
-        timeout_seconds < 1)
+    if (!base_url || mp_push_check_url(base_url, &plain) != MP_OK || !valid_project(project_id) ||
+        connections < 1 || connections > MAX_CONNS || timeout_seconds < 1)
         return MP_ERR_INVALID;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return MP_ERR_INTERNAL;
@@ -420,9 +418,10 @@ static enum mp_result retry_pass(struct pass *first)
     char detail[sizeof(r0->detail) + 2];
     MP_WARN("fcm_retry", "requests=%zu first_error=%s", first->nfailed,
             mp_log_quote(detail, sizeof(detail), r0->detail));
-    enum mp_result result = fresh_connections(first->c);
-    if (result)
-        return result; /* the failed requests keep their network results */
+    if (fresh_connections(first->c) != MP_OK) {
+        MP_ERROR("fcm_retry_skipped", "error=\"out of memory\"");
+        return MP_OK; /* the failed requests keep their network results */
+    }
     struct pass p = {.c = first->c,
                      .headers = first->headers,
                      .reqs = first->reqs,

@@ -70,8 +70,15 @@ static enum mp_result post_form(const struct mp_oauth_key *key, const char *body
 {
     char errbuf[CURL_ERROR_SIZE] = "";
     CURL *curl = curl_easy_init();
-    if (!curl)
+    struct curl_slist *headers =
+        curl_slist_append(NULL, "Content-Type: application/x-www-form-urlencoded");
+    struct curl_slist *more = headers ? curl_slist_append(headers, "Expect:") : NULL;
+    if (!curl || !more) {
+        curl_slist_free_all(headers);
+        curl_easy_cleanup(curl);
         return MP_ERR_NOMEM;
+    }
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(curl, CURLOPT_URL, key->token_url);
     curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
@@ -89,6 +96,7 @@ static enum mp_result post_form(const struct mp_oauth_key *key, const char *body
     *status = 0;
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, status);
     curl_easy_cleanup(curl);
+    curl_slist_free_all(headers);
     if (rc == CURLE_OK)
         return MP_OK;
     char quoted[CURL_ERROR_SIZE + 16];
@@ -105,8 +113,8 @@ static bool printable_token(const char *token)
     return token[0] != '\0';
 }
 
-static enum mp_result parse_success(json_t *root, char *token, size_t size,
-                                    long long *expires_in, char *why, size_t why_size)
+static enum mp_result parse_success(json_t *root, char *token, size_t size, long long *expires_in,
+                                    char *why, size_t why_size)
 {
     json_t *access = json_object_get(root, "access_token");
     json_t *expires = json_object_get(root, "expires_in");
@@ -115,8 +123,9 @@ static enum mp_result parse_success(json_t *root, char *token, size_t size,
     if (json_is_string(expires))
         lifetime = strtoll(json_string_value(expires), NULL, 10);
     if (!value || !printable_token(value) || strlen(value) >= size || lifetime <= 0) {
-        snprintf(why, why_size, "cause=bad_response error=\"no usable access_token and "
-                                "expires_in in the answer\"");
+        snprintf(why, why_size,
+                 "cause=bad_response error=\"no usable access_token and "
+                 "expires_in in the answer\"");
         return MP_ERR_INVALID;
     }
     memcpy(token, value, strlen(value) + 1);

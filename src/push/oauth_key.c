@@ -119,8 +119,9 @@ static enum mp_result check_private_key(const char *pem, const char *path, struc
     BIO_free(bio);
     ERR_clear_error();
     if (!rsa)
-        return problem(errors, "%s: %s: \"private_key\" is not an unencrypted RSA private key "
-                               "in PEM form",
+        return problem(errors,
+                       "%s: %s: \"private_key\" is not an unencrypted RSA private key "
+                       "in PEM form",
                        SETTING, path);
     return MP_OK;
 }
@@ -140,11 +141,13 @@ static enum mp_result check_token_url(struct mp_oauth_key *k, const char *overri
     if (mp_push_check_url(k->token_url, &plain) == MP_OK)
         return MP_OK;
     if (override)
-        return problem(errors, "MPCPUSH_GOOGLE_TOKEN_URL: \"%s\" is not an https:// URL "
-                               "(http:// only to a loopback host)",
+        return problem(errors,
+                       "MPCPUSH_GOOGLE_TOKEN_URL: \"%s\" is not an https:// URL "
+                       "(http:// only to a loopback host)",
                        override);
-    return problem(errors, "%s: %s: \"token_uri\" is not an https:// URL (http:// only to a "
-                           "loopback host)",
+    return problem(errors,
+                   "%s: %s: \"token_uri\" is not an https:// URL (http:// only to a "
+                   "loopback host)",
                    SETTING, path);
 }
 

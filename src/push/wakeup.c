@@ -21,8 +21,7 @@ static bool valid_wakeup(const struct mp_wakeup *w)
     return w->token && mp_valid_fcm_token(w->token, strlen(w->token)) &&
            mp_valid_platform(w->platform) && w->wallet_id &&
            mp_valid_id(w->wallet_id, strlen(w->wallet_id)) && w->device_id &&
-           mp_valid_id(w->device_id, strlen(w->device_id)) && w->pending >= 0 &&
-           w->latest_id >= 0;
+           mp_valid_id(w->device_id, strlen(w->device_id)) && w->pending >= 0 && w->latest_id >= 0;
 }
 
 static bool valid_utf8(const char *s)
@@ -57,9 +56,8 @@ static json_t *apns_block(const struct mp_wakeup *w, long long ttl)
     if (has_text(w->alert_title) && has_text(w->alert_body))
         return json_pack("{s:{s:s, s:s, s:s, s:s}, s:{s:{s:{s:s, s:s}, s:i}}}", "headers",
                          "apns-push-type", "alert", "apns-priority", "10", "apns-collapse-id",
-                         MP_FCM_COLLAPSE, "apns-expiration", expiration, "payload", "aps",
-                         "alert", "title", w->alert_title, "body", w->alert_body,
-                         "mutable-content", 1);
+                         MP_FCM_COLLAPSE, "apns-expiration", expiration, "payload", "aps", "alert",
+                         "title", w->alert_title, "body", w->alert_body, "mutable-content", 1);
     return json_pack("{s:{s:s, s:s, s:s, s:s}, s:{s:{s:i}}}", "headers", "apns-push-type",
                      "background", "apns-priority", "5", "apns-collapse-id", MP_FCM_COLLAPSE,
                      "apns-expiration", expiration, "payload", "aps", "content-available", 1);
@@ -79,9 +77,8 @@ static int add_platform(json_t *message, const struct mp_wakeup *w)
     if (strcmp(w->platform, "ios") == 0)
         return json_object_set_new(message, "apns", apns_block(w, ttl));
     snprintf(text, sizeof(text), "%lld", ttl);
-    return json_object_set_new(message, "webpush",
-                               json_pack("{s:{s:s, s:s}}", "headers", "TTL", text, "Urgency",
-                                         "high"));
+    return json_object_set_new(
+        message, "webpush", json_pack("{s:{s:s, s:s}}", "headers", "TTL", text, "Urgency", "high"));
 }
 
 static json_t *request_json(const struct mp_wakeup *w)

@@ -138,13 +138,13 @@ static enum mp_result ensure_connection(struct mp_ingest *ingest)
 
 static json_t *job_json(const struct mp_ingest_job *job, int ord)
 {
-    json_t *payload = job->payload_json ? json_loads(job->payload_json, JSON_DECODE_ANY, NULL)
-                                        : json_null();
+    json_t *payload =
+        job->payload_json ? json_loads(job->payload_json, JSON_DECODE_ANY, NULL) : json_null();
     return json_pack("{s:i,s:i,s:s?,s:i,s:s?,s:s?,s:s?,s:s?,s:o,s:i}", "ord", ord, "kind",
-                     (int)job->kind, "dedupe_key", job->dedupe_key, "api_version",
-                     job->api_version, "event_type", job->event_type, "wallet_id",
-                     job->wallet_id, "device_id", job->device_id, "raw_body", job->raw_body,
-                     "payload", payload ? payload : json_null(), "ttl", job->ttl_seconds);
+                     (int)job->kind, "dedupe_key", job->dedupe_key, "api_version", job->api_version,
+                     "event_type", job->event_type, "wallet_id", job->wallet_id, "device_id",
+                     job->device_id, "raw_body", job->raw_body, "payload",
+                     payload ? payload : json_null(), "ttl", job->ttl_seconds);
 }
 
 /* The first earlier job of the batch with the same dedupe key, or NULL. */

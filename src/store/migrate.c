@@ -9,11 +9,10 @@
 /* Any fixed number: every mpcpush process that migrates takes this advisory lock. */
 #define MIGRATION_LOCK_KEY 0x6d7063707573 /* "mpcpus" */
 
-static const char create_table[] =
-    "CREATE SCHEMA IF NOT EXISTS mpcpush; "
-    "CREATE TABLE IF NOT EXISTS mpcpush.schema_migrations ("
-    " version integer PRIMARY KEY, name text NOT NULL,"
-    " applied_at timestamptz NOT NULL DEFAULT now())";
+static const char create_table[] = "CREATE SCHEMA IF NOT EXISTS mpcpush; "
+                                   "CREATE TABLE IF NOT EXISTS mpcpush.schema_migrations ("
+                                   " version integer PRIMARY KEY, name text NOT NULL,"
+                                   " applied_at timestamptz NOT NULL DEFAULT now())";
 
 static enum mp_result current_version(PGconn *conn, int *version)
 {

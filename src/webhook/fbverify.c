@@ -52,13 +52,13 @@ static void problem(struct mp_buf *errors, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void problem(struct mp_buf *errors, const char *fmt, ...)
 {
-    char line[1024];
+    char line[1024], quoted[1100];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
     if (errors && (mp_buf_puts(errors, line) || mp_buf_puts(errors, "\n")))
-        MP_WARN("fbverify_errors_truncated", "line=%s", line);
+        MP_WARN("fbverify_errors_truncated", "line=%s", mp_log_quote(quoted, sizeof(quoted), line));
 }
 
 static time_t now_seconds(void)
@@ -149,14 +149,15 @@ static enum mp_result load_pubkeys(struct mp_fbverify *v, const char *files, str
 static enum mp_result reload_jwks(struct mp_fbverify *v, char *why, size_t why_size)
 {
     struct mp_jwks *fresh = NULL, *old;
-    char where[256];
+    char where[256], reason[300];
     v->last_load = now_seconds();
     v->loads++;
     enum mp_result result = mp_jwks_load(&v->jwks_source, &fresh, why, why_size);
     v->load_failed = result != MP_OK;
     mp_log_quote(where, sizeof(where), v->jwks_source.location);
     if (result) {
-        MP_WARN("jwks_load_failed", "source=%s reason=\"%s\"", where, why);
+        MP_WARN("jwks_load_failed", "source=%s reason=%s", where,
+                mp_log_quote(reason, sizeof(reason), why));
         return result;
     }
     pthread_mutex_lock(&v->keys_lock);

@@ -146,6 +146,11 @@ static enum mp_result check_authority(const char *rest, bool need_loopback, char
         set_why(why, why_size, "the URL has no host");
         return MP_ERR_INVALID;
     }
+    if (hlen < alen &&
+        (rest[hlen] != ':' || strspn(rest + hlen + 1, "0123456789") != alen - hlen - 1)) {
+        set_why(why, why_size, "the URL has a bad host or port");
+        return MP_ERR_INVALID;
+    }
     if (need_loopback && !is_loopback_host(rest, hlen)) {
         set_why(why, why_size,
                 "http:// is allowed only for 127.0.0.1, localhost or [::1]; use https://");

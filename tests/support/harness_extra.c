@@ -250,8 +250,8 @@ bool tx_http_hdrs(struct th_response *resp, char *hdrs, size_t hsize, const char
 void tx_assert_status_at(const struct th_response *resp, long status, const char *file, int line)
 {
     if (resp->status != status)
-        fail_msg("%s:%d: expected HTTP %ld, got %ld with body %s", file, line, status,
-                 resp->status, resp->body ? resp->body : "(none)");
+        fail_msg("%s:%d: expected HTTP %ld, got %ld with body %s", file, line, status, resp->status,
+                 resp->body ? resp->body : "(none)");
 }
 
 void tx_assert_error_at(const struct th_response *resp, long status, const char *code,
@@ -388,14 +388,13 @@ void tx_counts(const char *db, struct tx_counts *c)
                                  " (SELECT count(*) FROM mpcpush.messages) || ' ' ||"
                                  " (SELECT count(*) FROM mpcpush.devices) || ' ' ||"
                                  " (SELECT count(*) FROM mpcpush.pushes)");
-    if (!text || sscanf(text, "%ld %ld %ld %ld", &c->events, &c->messages, &c->devices,
-                        &c->pushes) != 4)
+    if (!text ||
+        sscanf(text, "%ld %ld %ld %ld", &c->events, &c->messages, &c->devices, &c->pushes) != 4)
         fail_msg("cannot count rows");
     free(text);
 }
 
-void tx_assert_counts_at(const char *db, const struct tx_counts *before, const char *file,
-                         int line)
+void tx_assert_counts_at(const char *db, const struct tx_counts *before, const char *file, int line)
 {
     struct tx_counts now;
     tx_counts(db, &now);
@@ -435,7 +434,8 @@ void tx_assert_iso_utc(const char *text)
 int tx_connect(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in addr = {.sin_family = AF_INET,
+                               .sin_port = htons((uint16_t)port),
                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0)
         fail_msg("cannot connect to port %d: %s", port, strerror(errno));
@@ -578,8 +578,8 @@ static void slurp(int fd, char *out, size_t size)
     out[n > 0 ? n : 0] = '\0';
 }
 
-int tx_run(const char *const *env, const char *const *argv, char *out, size_t out_size,
-           char *err, size_t err_size)
+int tx_run(const char *const *env, const char *const *argv, char *out, size_t out_size, char *err,
+           size_t err_size)
 {
     char out_path[] = "/tmp/mpcpush-out-XXXXXX", err_path[] = "/tmp/mpcpush-err-XXXXXX";
     int out_fd = mkstemp(out_path), err_fd = mkstemp(err_path);

@@ -10,12 +10,12 @@
 /* ---- Fireblocks keys, made once per test program ---- */
 
 struct tx_keys {
-    EVP_PKEY *v1a, *v1b;    /* listed in MPCPUSH_FIREBLOCKS_PUBKEYS (b: the rotated second key) */
-    EVP_PKEY *jwk1, *jwk2;  /* in the JWKS file as kid-1 and kid-2 */
-    EVP_PKEY *stranger;     /* configured nowhere */
-    char pubkeys[600];      /* value for MPCPUSH_FIREBLOCKS_PUBKEYS */
-    char pem_a[256];        /* the first PEM file alone */
-    char jwks[256];         /* value for MPCPUSH_FIREBLOCKS_JWKS */
+    EVP_PKEY *v1a, *v1b;   /* listed in MPCPUSH_FIREBLOCKS_PUBKEYS (b: the rotated second key) */
+    EVP_PKEY *jwk1, *jwk2; /* in the JWKS file as kid-1 and kid-2 */
+    EVP_PKEY *stranger;    /* configured nowhere */
+    char pubkeys[600];     /* value for MPCPUSH_FIREBLOCKS_PUBKEYS */
+    char pem_a[256];       /* the first PEM file alone */
+    char jwks[256];        /* value for MPCPUSH_FIREBLOCKS_JWKS */
 };
 const struct tx_keys *tx_keys(void);
 
@@ -28,9 +28,9 @@ char *tx_hdr_v2(EVP_PKEY *key, const char *kid, const char *body);
 enum tx_flags { TX_NO_PUBKEYS = 1, TX_NO_JWKS = 2 };
 
 struct tx_env {
-    char *db;           /* migrated database URL */
+    char *db; /* migrated database URL */
     char *apikey;
-    char auth[256];     /* "Authorization: Bearer <apikey>" */
+    char auth[256]; /* "Authorization: Bearer <apikey>" */
     struct th_proc proc;
     bool running;
 };
@@ -126,8 +126,8 @@ bool tx_wait_closed(int fd, int timeout_ms);
 
 /* Runs mpcpush with argv (NULL-terminated, no argv[0]) and exactly the MPCPUSH_* variables of
  * env (may be NULL); captures stdout and stderr. Returns the exit status. */
-int tx_run(const char *const *env, const char *const *argv, char *out, size_t out_size,
-           char *err, size_t err_size);
+int tx_run(const char *const *env, const char *const *argv, char *out, size_t out_size, char *err,
+           size_t err_size);
 /* Starts the same without waiting; tx_wait returns the exit status. */
 pid_t tx_spawn(const char *const *env, const char *const *argv);
 int tx_wait(pid_t pid);

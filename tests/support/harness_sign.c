@@ -101,9 +101,9 @@ void th_write_jwks(const char *path, EVP_PKEY *const *keys, const char *const *k
     for (int i = 0; i < n; i++) {
         char *mod = bn_b64url(keys[i], OSSL_PKEY_PARAM_RSA_N);
         char *exp = bn_b64url(keys[i], OSSL_PKEY_PARAM_RSA_E);
-        json_array_append_new(list, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "kty", "RSA", "kid",
-                                              kids[i], "use", "sig", "alg", "RS512", "n", mod,
-                                              "e", exp));
+        json_array_append_new(list,
+                              json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "kty", "RSA", "kid", kids[i],
+                                        "use", "sig", "alg", "RS512", "n", mod, "e", exp));
         free(mod);
         free(exp);
     }

@@ -41,9 +41,17 @@ static const char body[] = "{\"type\":\"NCW_DEVICE_MESSAGE\",\"tenantId\":\"t1\"
 
 /* ---- encodings and signatures, written independently of the code under test ---- */
 
+static void *xmalloc(size_t size)
+{
+    void *p = malloc(size);
+    if (!p)
+        abort();
+    return p;
+}
+
 static char *b64(const unsigned char *in, size_t len)
 {
-    char *out = malloc(4 * ((len + 2) / 3) + 1);
+    char *out = xmalloc(4 * ((len + 2) / 3) + 1);
     assert_non_null(out);
     EVP_EncodeBlock((unsigned char *)out, in, (int)len);
     return out;
@@ -63,7 +71,7 @@ static char *b64url(const void *in, size_t len)
 static unsigned char *sign(EVP_PKEY *key, const void *data, size_t len, size_t *sig_len)
 {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    unsigned char *sig = malloc(1024);
+    unsigned char *sig = xmalloc(1024);
     assert_non_null(ctx);
     assert_non_null(sig);
     *sig_len = 1024;
@@ -88,12 +96,12 @@ static char *jws(EVP_PKEY *key, const char *protected_json, const void *data, si
     char *prot = b64url(protected_json, strlen(protected_json));
     char *payload = b64url(data, len);
     size_t input_len = strlen(prot) + 1 + strlen(payload), sig_len;
-    char *input = malloc(input_len + 1);
+    char *input = xmalloc(input_len + 1);
     assert_non_null(input);
     snprintf(input, input_len + 1, "%s.%s", prot, payload);
     unsigned char *sig = sign(key, input, input_len, &sig_len);
     char *sig_text = b64url(sig, sig_len);
-    char *out = malloc(strlen(prot) + strlen(sig_text) + 3);
+    char *out = xmalloc(strlen(prot) + strlen(sig_text) + 3);
     assert_non_null(out);
     sprintf(out, "%s..%s", prot, sig_text);
     free(prot);
@@ -189,8 +197,7 @@ static struct mp_fbverify *make(const char *pems, const char *jwks)
     mp_buf_init(&errors, 0);
     enum mp_result result = mp_fbverify_new(pems, jwks, NULL, &v, &errors);
     if (result)
-        fprintf(stderr, "unexpected: %s\n%s", mp_strerror(result),
-                errors.data ? errors.data : "");
+        fprintf(stderr, "unexpected: %s\n%s", mp_strerror(result), errors.data ? errors.data : "");
     assert_int_equal(result, MP_OK);
     assert_null(errors.data);
     mp_buf_free(&errors);
@@ -292,8 +299,7 @@ static void test_v1_bad_base64(void **state)
     char *good = v1_header(keys[0], body, BODY_LEN), broken[1200];
     const char *bad[] = {"", "   ", "!!!!", "abc", "a===", "ab=c"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        assert_int_equal(mp_fbverify_check(v, bad[i], NULL, body, BODY_LEN),
-                         MP_ERR_UNAUTHORIZED);
+        assert_int_equal(mp_fbverify_check(v, bad[i], NULL, body, BODY_LEN), MP_ERR_UNAUTHORIZED);
     /* a space inside, a URL-safe character, a missing character */
     snprintf(broken, sizeof(broken), "%.20s %s", good, good + 20);
     assert_int_equal(mp_fbverify_check(v, broken, NULL, body, BODY_LEN), MP_ERR_UNAUTHORIZED);
@@ -311,7 +317,7 @@ static void test_v1_oversized_header(void **state)
     struct mp_fbverify *v = make(pem_paths[0], NULL);
     char *sig = v1_header(keys[0], body, BODY_LEN);
     size_t n = MP_FBVERIFY_V1_HEADER_MAX + 1;
-    char *big = malloc(n + 1);
+    char *big = xmalloc(n + 1);
     assert_non_null(big);
     /* a valid signature followed by whitespace beyond the limit is refused before decoding */
     memset(big, ' ', n);
@@ -440,7 +446,7 @@ static void test_v2_tampered_and_large_body(void **state)
     struct mp_fbverify *v = make(NULL, jwks_file(2, two_idx, two_kids));
     /* lengths around the encoder's chunking, none a multiple of 3 */
     size_t sizes[] = {0, 1, 3071, 3073, 10001};
-    char *big = malloc(10001);
+    char *big = xmalloc(10001);
     assert_non_null(big);
     for (size_t i = 0; i < 10001; i++)
         big[i] = (char)(i * 7 + 3);
@@ -449,8 +455,7 @@ static void test_v2_tampered_and_large_body(void **state)
         assert_int_equal(mp_fbverify_check(v, NULL, token, big, sizes[i]), MP_OK);
         if (sizes[i]) {
             big[sizes[i] - 1] ^= 1;
-            assert_int_equal(mp_fbverify_check(v, NULL, token, big, sizes[i]),
-                             MP_ERR_UNAUTHORIZED);
+            assert_int_equal(mp_fbverify_check(v, NULL, token, big, sizes[i]), MP_ERR_UNAUTHORIZED);
             big[sizes[i] - 1] ^= 1;
         }
         free(token);
@@ -472,15 +477,15 @@ static void test_v2_alg_none_and_hs512(void **state)
     char *token = jws(keys[0], none, body, BODY_LEN);
     assert_int_equal(mp_fbverify_check(v, NULL, token, body, BODY_LEN), MP_ERR_UNAUTHORIZED);
     free(token);
-    /* HS512 keyed with the public modulus text (the classic confusion attack) */
+    /* HS512 keyed with the published key material (the classic confusion attack) */
     const char *hs = "{\"alg\":\"HS512\",\"kid\":\"kid-one\"}";
     prot = b64url(hs, strlen(hs));
     char input[4096];
     unsigned char mac[64];
     unsigned mac_len = 0;
     snprintf(input, sizeof(input), "%s.%s", prot, payload);
-    char *pem = jwks_text(1, two_idx, two_kids);
-    HMAC(EVP_sha512(), pem, (int)strlen(pem), (unsigned char *)input, strlen(input), mac,
+    char *secret = jwks_text(1, two_idx, two_kids);
+    HMAC(EVP_sha512(), secret, (int)strlen(secret), (unsigned char *)input, strlen(input), mac,
          &mac_len);
     char *mac64 = b64url(mac, mac_len);
     snprintf(header, sizeof(header), "%s..%s", prot, mac64);
@@ -492,7 +497,7 @@ static void test_v2_alg_none_and_hs512(void **state)
     token = jws(keys[0], "{\"alg\":\"rs512\",\"kid\":\"kid-one\"}", body, BODY_LEN);
     assert_int_equal(mp_fbverify_check(v, NULL, token, body, BODY_LEN), MP_ERR_UNAUTHORIZED);
     free(token);
-    free(pem);
+    free(secret);
     free(mac64);
     free(prot);
     free(payload);
@@ -524,8 +529,7 @@ static void test_v2_malformed(void **state)
     assert_int_equal(mp_fbverify_check(v, NULL, good, body, BODY_LEN), MP_OK);
     const char *fixed[] = {"", "abc", "..", "a..", "..abc", "a.b", "a.b.c.d"};
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
-        assert_int_equal(mp_fbverify_check(v, NULL, fixed[i], body, BODY_LEN),
-                         MP_ERR_UNAUTHORIZED);
+        assert_int_equal(mp_fbverify_check(v, NULL, fixed[i], body, BODY_LEN), MP_ERR_UNAUTHORIZED);
     snprintf(bad, sizeof(bad), "%.*s%s", plen, good, sig); /* no dots */
     assert_int_equal(mp_fbverify_check(v, NULL, bad, body, BODY_LEN), MP_ERR_UNAUTHORIZED);
     snprintf(bad, sizeof(bad), "%.*s.%s.%s", plen, good, payload, sig); /* attached payload */
@@ -540,15 +544,17 @@ static void test_v2_malformed(void **state)
     assert_int_equal(mp_fbverify_check(v, NULL, bad, body, BODY_LEN), MP_ERR_UNAUTHORIZED);
     free(good);
     /* protected headers that are not acceptable JSON objects */
-    const char *headers[] = {"not json", "[1]", "{\"alg\":\"RS512\",\"alg\":\"RS512\","
-                                                "\"kid\":\"kid-one\"}",
+    const char *headers[] = {"not json",
+                             "[1]",
+                             "{\"alg\":\"RS512\",\"alg\":\"RS512\","
+                             "\"kid\":\"kid-one\"}",
                              "{\"alg\":\"RS512\",\"kid\":\"kid-one\",\"crit\":[\"b64\"],"
                              "\"b64\":false}",
-                             "{\"alg\":\"RS512\",\"kid\":\"\"}", "{\"alg\":\"RS512\",\"kid\":7}"};
+                             "{\"alg\":\"RS512\",\"kid\":\"\"}",
+                             "{\"alg\":\"RS512\",\"kid\":7}"};
     for (size_t i = 0; i < sizeof(headers) / sizeof(headers[0]); i++) {
         char *token = jws(keys[0], headers[i], body, BODY_LEN);
-        assert_int_equal(mp_fbverify_check(v, NULL, token, body, BODY_LEN),
-                         MP_ERR_UNAUTHORIZED);
+        assert_int_equal(mp_fbverify_check(v, NULL, token, body, BODY_LEN), MP_ERR_UNAUTHORIZED);
         free(token);
     }
     free(payload);
@@ -653,8 +659,8 @@ static void test_v2_jwks_key_filtering(void **state)
     json_object_del(no_alg, "use");
     json_t *ec = json_pack("{s:s, s:s, s:s, s:s, s:s}", "kty", "EC", "kid", "ec", "crv", "P-256",
                            "x", "AAAA", "y", "AAAA");
-    json_t *bad_n = json_pack("{s:s, s:s, s:s, s:s}", "kty", "RSA", "kid", "bad", "n", "!!",
-                              "e", "AQAB");
+    json_t *bad_n =
+        json_pack("{s:s, s:s, s:s, s:s}", "kty", "RSA", "kid", "bad", "n", "!!", "e", "AQAB");
     json_t *doc = json_pack("{s:[o,o,o,o,o,o]}", "keys", ec, enc, rs256, bad_n, no_alg, rsa);
     char *text = json_dumps(doc, 0);
     struct mp_fbverify *v = make(NULL, temp_file(text, strlen(text)));
@@ -736,6 +742,9 @@ static void test_jwks_url_policy(void **state)
                               "http://10.0.0.1:8080/jwks.json",
                               "ftp://127.0.0.1/jwks.json",
                               "https:///jwks.json",
+                              "http://[::1]evil.example.com/jwks.json",
+                              "http://127.0.0.1:80x/jwks.json",
+                              "https://[::1/jwks.json",
                               "https://keys.example.com/a b"};
     for (size_t i = 0; i < sizeof(rejected) / sizeof(rejected[0]); i++) {
         struct mp_fbverify *v = (struct mp_fbverify *)1;
@@ -785,7 +794,7 @@ static void serve_doc(struct server *s, unsigned status, const char *doc, size_t
 {
     pthread_mutex_lock(&s->lock);
     free(s->doc);
-    s->doc = malloc(len + 1);
+    s->doc = xmalloc(len + 1);
     assert_non_null(s->doc);
     memcpy(s->doc, doc, len);
     s->doc_len = len;
@@ -871,7 +880,7 @@ static void test_jwks_url_too_large(void **state)
     struct server s;
     char url[128];
     size_t big = 1024 * 1024 + 1;
-    char *doc = malloc(big);
+    char *doc = xmalloc(big);
     struct mp_fbverify *v = NULL;
     struct mp_buf errors;
     assert_non_null(doc);
@@ -895,13 +904,12 @@ static void test_jwks_url_unreachable(void **state)
     server_start(&s);
     unsigned port = s.port;
     server_stop(&s); /* nothing listens there any more */
-    const char *forms[] = {"http://127.0.0.1:%u/jwks.json", "http://[::1]:%u/jwks.json",
-                           "https://127.0.0.1:%u/jwks.json"};
-    for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+    const char *bases[] = {"http://127.0.0.1", "http://[::1]", "https://127.0.0.1"};
+    for (size_t i = 0; i < sizeof(bases) / sizeof(bases[0]); i++) {
         struct mp_fbverify *v = NULL;
         struct mp_buf errors;
         mp_buf_init(&errors, 0);
-        snprintf(url, sizeof(url), forms[i], port);
+        snprintf(url, sizeof(url), "%s:%u/jwks.json", bases[i], port);
         assert_int_equal(mp_fbverify_new(NULL, url, "/nonexistent/ca.pem", &v, &errors),
                          MP_ERR_UNAVAILABLE);
         assert_non_null(v);

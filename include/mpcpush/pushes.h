@@ -1,0 +1,61 @@
+/* The push queue: claiming due wakeups with a lease, and recording what FCM said. */
+#ifndef MPCPUSH_PUSHES_H
+#define MPCPUSH_PUSHES_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+#include "mpcpush/result.h"
+
+/* One claimed wakeup: a device and what is pending for it. */
+struct mp_push {
+    char *wallet_id, *device_id;
+    char *fcm_token; /* NULL when the device is gone */
+    char *platform;
+    bool token_active;
+    long long lease_id;
+    long long pending;     /* unacknowledged, unexpired messages */
+    long long latest_id;   /* the newest of them */
+    long long ttl_seconds; /* until the newest expires */
+    int attempts;          /* failed attempts before this one */
+};
+
+/* What became of a claimed wakeup. */
+enum mp_push_verdict {
+    MP_PUSH_SENT,       /* delivered to FCM */
+    MP_PUSH_RETRY,      /* try again after delay_ms */
+    MP_PUSH_FAILED,     /* give up on what it covered (bad message) */
+    MP_PUSH_SKIPPED,    /* nothing left to wake the device for, or no usable token */
+    MP_PUSH_TOKEN_DEAD, /* FCM says the token will never work: invalidate it */
+};
+
+struct mp_push_outcome {
+    const struct mp_push *push;
+    enum mp_push_verdict verdict;
+    long long delay_ms;  /* MP_PUSH_RETRY */
+    const char *outcome; /* FCM outcome slug, for the DB */
+    const char *detail;  /* error text, may be NULL */
+    const char *name;    /* FCM message name on success, may be NULL */
+};
+
+/* Claims up to limit due wakeups for project (none while the project is paused), leasing them
+ * for lease_seconds to owner. The caller owns *out (mp_pushes_free). */
+enum mp_result mp_pushes_claim(PGconn *conn, const char *project, const char *owner, int limit,
+                               int lease_seconds, struct mp_push **out, int *count) MP_MUSTCHECK;
+
+/* Records outcomes; a row whose lease was taken over meanwhile is left alone. */
+enum mp_result mp_pushes_record(PGconn *conn, const struct mp_push_outcome *outcomes,
+                                int count) MP_MUSTCHECK;
+
+/* Pauses every dispatcher's sends for project: for retry_after seconds when given (>= 0),
+ * else 60 s doubled for each quota error in a row (capped at max_seconds). Returns the pause
+ * in seconds through *seconds (may be NULL). */
+enum mp_result mp_pushes_pause(PGconn *conn, const char *project, const char *reason,
+                               int retry_after, int max_seconds, int *seconds) MP_MUSTCHECK;
+
+/* Clears the project's quota strikes after a successful batch. */
+enum mp_result mp_pushes_unpause(PGconn *conn, const char *project) MP_MUSTCHECK;
+
+void mp_pushes_free(struct mp_push *pushes, int count);
+
+#endif

@@ -1,0 +1,279 @@
+/* The dispatcher: worker threads that claim, send and record batches of wakeups, and a
+ * listener that wakes them on NOTIFY (polling remains the guarantee). No transaction is ever
+ * open while a request to FCM is in flight: claim commits, then send, then record commits. */
+#include "mpcpush/dispatcher.h"
+
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mpcpush/db.h"
+#include "mpcpush/fcm.h"
+#include "mpcpush/log.h"
+#include "mpcpush/metrics.h"
+#include "mpcpush/oauth.h"
+#include "mpcpush/pushes.h"
+#include "push/dispatch-int.h"
+
+struct worker {
+    struct mp_dispatcher *d;
+    pthread_t thread;
+    int index;
+    char owner[128];
+    PGconn *conn;
+    struct mp_fcm_client *fcm;
+    unsigned seed;
+    bool quota_paused;
+};
+
+struct mp_dispatcher {
+    const struct mp_config *cfg;
+    struct mp_metrics *metrics;
+    struct mp_oauth *oauth;
+    struct worker *workers;
+    int nworkers;
+    pthread_t listener;
+    bool listener_started;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    unsigned long wake_seq;
+    atomic_bool stopping;
+};
+
+/* ---- waking ---- */
+
+static void wake_workers(struct mp_dispatcher *d)
+{
+    pthread_mutex_lock(&d->lock);
+    d->wake_seq++;
+    pthread_cond_broadcast(&d->wake);
+    pthread_mutex_unlock(&d->lock);
+}
+
+/* Sleeps up to ms, or until a NOTIFY arrives (when notify) or the dispatcher stops. */
+static void nap(struct mp_dispatcher *d, int ms, bool notify)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&d->lock);
+    unsigned long seen = d->wake_seq;
+    while (!atomic_load(&d->stopping) && (!notify || d->wake_seq == seen))
+        if (pthread_cond_timedwait(&d->wake, &d->lock, &until) != 0)
+            break;
+    pthread_mutex_unlock(&d->lock);
+}
+
+static void *listener_main(void *arg)
+{
+    struct mp_dispatcher *d = arg;
+    PGconn *conn = NULL;
+    while (!atomic_load(&d->stopping)) {
+        if (mp_db_broken(conn)) {
+            PQfinish(conn);
+            conn = NULL;
+            if (mp_db_connect(d->cfg->database_url, "listen", &conn) != MP_OK ||
+                mp_db_exec(conn, "LISTEN mpcpush_messages") != MP_OK) {
+                nap(d, 1000, false);
+                continue;
+            }
+            wake_workers(d); /* anything committed while we were away */
+        }
+        struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};
+        if (poll(&pfd, 1, 500) <= 0)
+            continue;
+        if (!PQconsumeInput(conn))
+            continue; /* broken: reconnect on the next turn */
+        bool any = false;
+        PGnotify *n;
+        while ((n = PQnotifies(conn))) {
+            any = true;
+            PQfreemem(n);
+        }
+        if (any)
+            wake_workers(d);
+    }
+    PQfinish(conn);
+    return NULL;
+}
+
+/* ---- one batch ---- */
+
+static enum mp_result ensure_conn(struct worker *w)
+{
+    if (!mp_db_broken(w->conn))
+        return MP_OK;
+    PQfinish(w->conn);
+    w->conn = NULL;
+    return mp_db_connect(w->d->cfg->database_url, "dispatch", &w->conn);
+}
+
+/* Records outcomes, retrying a few times across reconnects: the sends already happened, and
+ * an unrecorded success would be sent again once the lease expires. */
+static void record(struct worker *w, const struct mp_push_outcome *outcomes, int n)
+{
+    for (int attempt = 0; attempt < 5; attempt++) {
+        if (ensure_conn(w) == MP_OK && mp_pushes_record(w->conn, outcomes, n) == MP_OK)
+            return;
+        mp_metrics_db_error(w->d->metrics, "dispatcher");
+        nap(w->d, 200 << attempt, false);
+    }
+    MP_ERROR("push_record_failed",
+             "worker=%d count=%d detail=\"leases will expire and the "
+             "wakeups will be sent again\"",
+             w->index, n);
+}
+
+static void run_batch(struct worker *w, struct mp_push *pushes, int n)
+{
+    struct mp_push_outcome *outcomes = calloc((size_t)n, sizeof(*outcomes));
+    struct mp_fcm_result *results = calloc((size_t)n, sizeof(*results));
+    if (!outcomes || !results) {
+        MP_ERROR("dispatch_nomem", "count=%d", n);
+        free(outcomes);
+        free(results);
+        return; /* the leases expire and another pass takes them */
+    }
+    struct mp_dispatch_ctx ctx = {
+        .cfg = w->d->cfg,
+        .metrics = w->d->metrics,
+        .oauth = w->d->oauth,
+        .fcm = w->fcm,
+        .conn = w->conn,
+        .project = mp_oauth_project_id(w->d->oauth),
+        .seed = &w->seed,
+        .quota_paused = &w->quota_paused,
+    };
+    mp_dispatch_batch(&ctx, pushes, n, results, outcomes);
+    record(w, outcomes, n);
+    free(outcomes);
+    free(results);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct mp_dispatcher *d = w->d;
+    const char *project = mp_oauth_project_id(d->oauth);
+    while (!atomic_load(&d->stopping)) {
+        if (ensure_conn(w) != MP_OK) {
+            nap(d, 1000, false);
+            continue;
+        }
+        struct mp_push *pushes = NULL;
+        int n = 0;
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        if (mp_pushes_claim(w->conn, project, w->owner, d->cfg->dispatch_batch,
+                            d->cfg->lease_seconds, &pushes, &n) != MP_OK) {
+            mp_metrics_db_error(d->metrics, "dispatcher");
+            nap(d, 1000, false);
+            continue;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        mp_metrics_claim_latency(d->metrics, (double)(t1.tv_sec - t0.tv_sec) +
+                                                 (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+        if (n > 0)
+            run_batch(w, pushes, n);
+        mp_pushes_free(pushes, n);
+        if (n == 0)
+            nap(d, d->cfg->poll_interval_ms, true);
+    }
+    PQfinish(w->conn);
+    return NULL;
+}
+
+/* ---- life cycle ---- */
+
+static enum mp_result load_google(struct mp_dispatcher *d, struct mp_buf *errors)
+{
+    const struct mp_config *cfg = d->cfg;
+    if (!cfg->google_credentials) {
+        if (mp_buf_puts(errors, "MPCPUSH_GOOGLE_CREDENTIALS: required by the dispatcher (or "
+                                "set CREDENTIALS_DIRECTORY)\n"))
+            return MP_ERR_NOMEM;
+        return MP_ERR_INVALID;
+    }
+    return mp_oauth_new(cfg->google_credentials, cfg->google_token_url, cfg->ca_file, &d->oauth,
+                        errors);
+}
+
+static enum mp_result start_workers(struct mp_dispatcher *d)
+{
+    char host[64] = "host";
+    gethostname(host, sizeof(host) - 1);
+    d->workers = calloc((size_t)d->cfg->dispatch_workers, sizeof(*d->workers));
+    if (!d->workers)
+        return MP_ERR_NOMEM;
+    for (int i = 0; i < d->cfg->dispatch_workers; i++) {
+        struct worker *w = &d->workers[i];
+        w->d = d;
+        w->index = i;
+        w->seed = (unsigned)getpid() * 7919u + (unsigned)i * 104729u + (unsigned)time(NULL);
+        snprintf(w->owner, sizeof(w->owner), "%s:%d:%d", host, (int)getpid(), i);
+        enum mp_result result =
+            mp_fcm_client_new(d->cfg->fcm_url, mp_oauth_project_id(d->oauth), d->cfg->ca_file,
+                              d->cfg->fcm_connections, d->cfg->fcm_timeout, &w->fcm);
+        if (result)
+            return result;
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+            return MP_ERR_NOMEM;
+        d->nworkers++;
+    }
+    if (pthread_create(&d->listener, NULL, listener_main, d) != 0)
+        return MP_ERR_NOMEM;
+    d->listener_started = true;
+    return MP_OK;
+}
+
+enum mp_result mp_dispatcher_start(const struct mp_config *cfg, struct mp_metrics *metrics,
+                                   struct mp_dispatcher **out, struct mp_buf *errors)
+{
+    struct mp_dispatcher *d = calloc(1, sizeof(*d));
+    if (!d)
+        return MP_ERR_NOMEM;
+    d->cfg = cfg;
+    d->metrics = metrics;
+    pthread_mutex_init(&d->lock, NULL);
+    pthread_cond_init(&d->wake, NULL);
+    enum mp_result result = load_google(d, errors);
+    if (!result)
+        result = start_workers(d);
+    if (result) {
+        mp_dispatcher_stop(d);
+        return result;
+    }
+    MP_INFO("dispatcher_started", "project=%s workers=%d fcm=%s", mp_oauth_project_id(d->oauth),
+            d->nworkers, cfg->fcm_url);
+    *out = d;
+    return MP_OK;
+}
+
+void mp_dispatcher_stop(struct mp_dispatcher *d)
+{
+    if (!d)
+        return;
+    atomic_store(&d->stopping, true);
+    wake_workers(d);
+    for (int i = 0; i < d->nworkers; i++)
+        pthread_join(d->workers[i].thread, NULL);
+    if (d->listener_started)
+        pthread_join(d->listener, NULL);
+    for (int i = 0; d->workers && i < d->cfg->dispatch_workers; i++)
+        mp_fcm_client_free(d->workers[i].fcm);
+    free(d->workers);
+    mp_oauth_free(d->oauth);
+    pthread_mutex_destroy(&d->lock);
+    pthread_cond_destroy(&d->wake);
+    free(d);
+}
