@@ -15,17 +15,17 @@ extern char **environ;
 struct command {
     const char *name;
     unsigned needs;
-    int (*run)(struct mp_config *cfg, int argc, char **argv);
+    int (*run)(struct mp_config *cfg, const char *config_file, int argc, char **argv);
     const char *usage;
     const char *help;
 };
 
-static int cmd_run(struct mp_config *cfg, int argc, char **argv);
-static int cmd_receiver(struct mp_config *cfg, int argc, char **argv);
-static int cmd_dispatcher(struct mp_config *cfg, int argc, char **argv);
-static int cmd_migrate(struct mp_config *cfg, int argc, char **argv);
-static int cmd_check_config(struct mp_config *cfg, int argc, char **argv);
-static int cmd_apikey(struct mp_config *cfg, int argc, char **argv);
+static int cmd_run(struct mp_config *cfg, const char *config_file, int argc, char **argv);
+static int cmd_receiver(struct mp_config *cfg, const char *config_file, int argc, char **argv);
+static int cmd_dispatcher(struct mp_config *cfg, const char *config_file, int argc, char **argv);
+static int cmd_migrate(struct mp_config *cfg, const char *config_file, int argc, char **argv);
+static int cmd_check_config(struct mp_config *cfg, const char *config_file, int argc, char **argv);
+static int cmd_apikey(struct mp_config *cfg, const char *config_file, int argc, char **argv);
 
 static const struct command commands[] = {
     {"run", MP_NEED_DATABASE, cmd_run, "run", "receiver and dispatcher in one process"},
@@ -53,22 +53,22 @@ static void usage(FILE *out)
     mp_config_print_help(out);
 }
 
-static int cmd_run(struct mp_config *cfg, int argc, char **argv)
+static int cmd_run(struct mp_config *cfg, const char *config_file, int argc, char **argv)
 {
-    return mp_app_run(cfg, MP_ROLE_RECEIVER | MP_ROLE_DISPATCHER);
+    return mp_app_run(cfg, config_file, MP_ROLE_RECEIVER | MP_ROLE_DISPATCHER);
 }
 
-static int cmd_receiver(struct mp_config *cfg, int argc, char **argv)
+static int cmd_receiver(struct mp_config *cfg, const char *config_file, int argc, char **argv)
 {
-    return mp_app_run(cfg, MP_ROLE_RECEIVER);
+    return mp_app_run(cfg, config_file, MP_ROLE_RECEIVER);
 }
 
-static int cmd_dispatcher(struct mp_config *cfg, int argc, char **argv)
+static int cmd_dispatcher(struct mp_config *cfg, const char *config_file, int argc, char **argv)
 {
-    return mp_app_run(cfg, MP_ROLE_DISPATCHER);
+    return mp_app_run(cfg, config_file, MP_ROLE_DISPATCHER);
 }
 
-static int cmd_migrate(struct mp_config *cfg, int argc, char **argv)
+static int cmd_migrate(struct mp_config *cfg, const char *config_file, int argc, char **argv)
 {
     PGconn *conn = NULL;
     int applied = 0;
@@ -86,13 +86,13 @@ static int cmd_migrate(struct mp_config *cfg, int argc, char **argv)
     return 0;
 }
 
-static int cmd_check_config(struct mp_config *cfg, int argc, char **argv)
+static int cmd_check_config(struct mp_config *cfg, const char *config_file, int argc, char **argv)
 {
     mp_config_print(cfg, stdout);
     return 0;
 }
 
-static int cmd_apikey(struct mp_config *cfg, int argc, char **argv)
+static int cmd_apikey(struct mp_config *cfg, const char *config_file, int argc, char **argv)
 {
     if (argc != 3 || (strcmp(argv[1], "create") != 0 && strcmp(argv[1], "revoke") != 0)) {
         fprintf(stderr, "usage: mpcpush apikey create NAME | apikey revoke NAME\n");
@@ -169,7 +169,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s", errors.data ? errors.data : "mpcpush: out of memory\n");
         status = 1;
     } else {
-        status = cmd->run(&cfg, argc - i, argv + i);
+        mp_config_apply_log_level(&cfg);
+        status = cmd->run(&cfg, config_file, argc - i, argv + i);
     }
     mp_buf_free(&errors);
     mp_config_free(&cfg);

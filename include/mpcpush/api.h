@@ -2,6 +2,8 @@
 #ifndef MPCPUSH_API_H
 #define MPCPUSH_API_H
 
+#include <pthread.h>
+
 #include "mpcpush/apikeys.h"
 #include "mpcpush/config.h"
 #include "mpcpush/db.h"
@@ -15,9 +17,10 @@ struct mp_waiters;
 /* What the handlers share; owned by the app, which outlives the HTTP server. */
 struct mp_api {
     const struct mp_config *cfg;
-    struct mp_db_pool *pool;      /* for synchronous requests */
-    struct mp_ingest *ingest;     /* group commit for message-creating requests */
-    struct mp_fbverify *fbverify; /* NULL when no Fireblocks key is configured */
+    struct mp_db_pool *pool;        /* for synchronous requests */
+    struct mp_ingest *ingest;       /* group commit for message-creating requests */
+    struct mp_fbverify *fbverify;   /* NULL when no Fireblocks key is configured */
+    pthread_rwlock_t fbverify_lock; /* a reload swaps fbverify under it */
     struct mp_apikey_cache *keys;
     struct mp_metrics *metrics; /* may be NULL */
     struct mp_waiters *waiters; /* long-poll waiters; may be NULL */

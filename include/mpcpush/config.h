@@ -70,6 +70,9 @@ enum mp_result mp_config_load(struct mp_config *cfg, const char *file, char *con
 enum mp_result mp_config_check(const struct mp_config *cfg, unsigned needs,
                                struct mp_buf *errors) MP_MUSTCHECK;
 
+/* Makes cfg's log level the one in force. */
+void mp_config_apply_log_level(const struct mp_config *cfg);
+
 /* Prints every key with its effective value, secrets masked. */
 void mp_config_print(const struct mp_config *cfg, FILE *out);
 

@@ -15,6 +15,12 @@ struct mp_metrics;
 enum mp_result mp_dispatcher_start(const struct mp_config *cfg, struct mp_metrics *metrics,
                                    struct mp_dispatcher **out, struct mp_buf *errors) MP_MUSTCHECK;
 
+/* Loads the Google credentials of cfg again and swaps them in once the batches in flight are
+ * done. On failure (problems appended to errors) the old credentials stay. The project must
+ * stay the same. */
+enum mp_result mp_dispatcher_reload(struct mp_dispatcher *d, const struct mp_config *cfg,
+                                    struct mp_buf *errors) MP_MUSTCHECK;
+
 /* Lets every worker finish the batch in hand (send and record), then stops and frees.
  * Accepts NULL. */
 void mp_dispatcher_stop(struct mp_dispatcher *d);

@@ -28,15 +28,20 @@ static bool accept_event(struct mp_http_request *req, struct mp_api *api, struct
 {
     size_t len;
     const char *body = mp_http_body(req, &len);
-    if (!api->fbverify || !mp_fbverify_configured(api->fbverify)) {
+    pthread_rwlock_rdlock(&api->fbverify_lock);
+    bool configured = api->fbverify && mp_fbverify_configured(api->fbverify);
+    enum mp_result verified =
+        configured
+            ? mp_fbverify_check(api->fbverify, mp_http_header(req, "Fireblocks-Signature"),
+                                mp_http_header(req, "Fireblocks-Webhook-Signature"), body, len)
+            : MP_ERR_UNAVAILABLE;
+    pthread_rwlock_unlock(&api->fbverify_lock);
+    if (!configured) {
         mp_metrics_webhook(api->metrics, "not_configured");
         mp_http_reply_error(req, 503, "webhook_not_configured",
                             "no Fireblocks public key is configured");
         return false;
     }
-    enum mp_result verified =
-        mp_fbverify_check(api->fbverify, mp_http_header(req, "Fireblocks-Signature"),
-                          mp_http_header(req, "Fireblocks-Webhook-Signature"), body, len);
     if (verified && verified != MP_ERR_UNAUTHORIZED) {
         /* e.g. the key set could not be fetched: Fireblocks should retry, not give up */
         mp_metrics_webhook(api->metrics, "keys_unavailable");

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <systemd/sd-daemon.h>
 #include <time.h>
 
 #include "mpcpush/api.h"
@@ -25,8 +26,11 @@
 #define PRUNE_LOCK_KEY         0x6d7063707275 /* "mpcpru": held by the elected pruner */
 #define PRUNE_BATCH            5000
 
+extern char **environ;
+
 struct app {
     const struct mp_config *cfg;
+    const char *config_file;
     unsigned roles;
     struct mp_metrics *metrics;
     struct mp_api api;
@@ -104,6 +108,7 @@ static enum mp_result start_receiver(struct app *app)
     enum mp_result result = MP_OK;
     app->api.cfg = cfg;
     app->api.metrics = app->metrics;
+    pthread_rwlock_init(&app->api.fbverify_lock, NULL);
     if (cfg->fireblocks_pubkeys || cfg->fireblocks_jwks)
         result = mp_fbverify_new(cfg->fireblocks_pubkeys, cfg->fireblocks_jwks, cfg->ca_file,
                                  &app->api.fbverify, &errors);
@@ -165,23 +170,82 @@ static void stop_all(struct app *app)
     mp_db_pool_free(app->api.pool);
     mp_apikey_cache_free(app->api.keys);
     mp_fbverify_free(app->api.fbverify);
+    if (app->roles & MP_ROLE_RECEIVER)
+        pthread_rwlock_destroy(&app->api.fbverify_lock);
     mp_metrics_free(app->metrics);
     PQfinish(app->chores);
+}
+
+/* Loads the Fireblocks keys of cfg and swaps them in; the old ones stay on failure. */
+static void reload_fireblocks(struct app *app, const struct mp_config *cfg, struct mp_buf *errors)
+{
+    struct mp_fbverify *fresh = NULL;
+    enum mp_result result = MP_OK;
+    if (cfg->fireblocks_pubkeys || cfg->fireblocks_jwks)
+        result = mp_fbverify_new(cfg->fireblocks_pubkeys, cfg->fireblocks_jwks, cfg->ca_file,
+                                 &fresh, errors);
+    if (result && result != MP_ERR_UNAVAILABLE) {
+        MP_ERROR("reload_refused", "part=fireblocks_keys detail=\"keeping the old keys\"");
+        return;
+    }
+    pthread_rwlock_wrlock(&app->api.fbverify_lock);
+    struct mp_fbverify *old = app->api.fbverify;
+    app->api.fbverify = fresh;
+    pthread_rwlock_unlock(&app->api.fbverify_lock);
+    mp_fbverify_free(old);
+    MP_INFO("fireblocks_keys_reloaded", "");
+}
+
+/* SIGHUP: a configuration that does not load is refused whole, and the old one stays. */
+static void reload(struct app *app)
+{
+    sd_notify(0, "RELOADING=1\nSTATUS=Reloading the configuration");
+    struct mp_config fresh;
+    struct mp_buf errors;
+    mp_buf_init(&errors, 16384);
+    enum mp_result result = mp_config_load(&fresh, app->config_file, environ, &errors);
+    if (!result)
+        result = mp_config_check(&fresh, MP_NEED_DATABASE, &errors);
+    if (result) {
+        char detail[1024];
+        MP_ERROR("reload_refused", "detail=%s",
+                 mp_log_quote(detail, sizeof(detail), errors.data ? errors.data : "no memory"));
+    } else {
+        mp_buf_reset(&errors);
+        mp_config_apply_log_level(&fresh);
+        if (app->roles & MP_ROLE_RECEIVER) {
+            reload_fireblocks(app, &fresh, &errors);
+            refresh_keys(app);
+        }
+        if (app->dispatcher && mp_dispatcher_reload(app->dispatcher, &fresh, &errors) != MP_OK) {
+            char detail[1024];
+            MP_ERROR("reload_refused", "part=google_credentials detail=%s",
+                     mp_log_quote(detail, sizeof(detail), errors.data ? errors.data : ""));
+        }
+        MP_INFO("reloaded", "detail=\"listen addresses, database and limits need a restart\"");
+    }
+    mp_config_free(&fresh);
+    mp_buf_free(&errors);
+    sd_notify(0, "READY=1\nSTATUS=Running");
 }
 
 /* Waits for a signal, running the chores once a second. Returns the signal. */
 static int wait_for_stop(struct app *app, const sigset_t *signals)
 {
     time_t last_refresh = time(NULL), last_prune = 0;
+    uint64_t watchdog_usec = 0;
+    bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0;
     for (;;) {
         struct timespec tick = {1, 0};
         int sig = sigtimedwait(signals, NULL, &tick);
         if (sig == SIGTERM || sig == SIGINT)
             return sig;
         if (sig == SIGHUP)
-            MP_INFO("reload_requested", "detail=\"reloading API keys\"");
+            reload(app);
+        if (watchdog)
+            sd_notify(0, "WATCHDOG=1");
         if ((app->roles & MP_ROLE_RECEIVER) &&
-            (sig == SIGHUP || time(NULL) - last_refresh >= APIKEY_REFRESH_SECONDS)) {
+            time(NULL) - last_refresh >= APIKEY_REFRESH_SECONDS) {
             refresh_keys(app);
             last_refresh = time(NULL);
         }
@@ -202,9 +266,9 @@ static void raise_fd_limit(void)
     }
 }
 
-int mp_app_run(const struct mp_config *cfg, unsigned roles)
+int mp_app_run(const struct mp_config *cfg, const char *config_file, unsigned roles)
 {
-    struct app app = {.cfg = cfg, .roles = roles};
+    struct app app = {.cfg = cfg, .config_file = config_file, .roles = roles};
     sigset_t signals;
     sigemptyset(&signals);
     sigaddset(&signals, SIGTERM);
@@ -230,7 +294,9 @@ int mp_app_run(const struct mp_config *cfg, unsigned roles)
     MP_INFO("started", "version=%s receiver=%s dispatcher=%s", MPCPUSH_VERSION,
             roles & MP_ROLE_RECEIVER ? "true" : "false",
             roles & MP_ROLE_DISPATCHER ? "true" : "false");
+    sd_notify(0, "READY=1\nSTATUS=Running");
     int sig = wait_for_stop(&app, &signals);
+    sd_notify(0, "STOPPING=1\nSTATUS=Draining");
     MP_INFO("stopping", "signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     stop_all(&app);
     MP_INFO("stopped", "");

@@ -305,8 +305,6 @@ enum mp_result mp_config_load(struct mp_config *cfg, const char *file, char *con
             result = (cfg->google_credentials = strdup(path)) ? MP_OK : MP_ERR_NOMEM;
         }
     }
-    mp_log_threshold =
-        cfg->log_level ? (enum mp_log_level)mp_log_level_parse(cfg->log_level) : MP_LOG_INFO;
     if (result)
         return result;
     return failed ? MP_ERR_INVALID : MP_OK;
@@ -386,4 +384,10 @@ void mp_config_free(struct mp_config *cfg)
             *str_at(cfg, &keys[i]) = NULL;
         }
     }
+}
+
+void mp_config_apply_log_level(const struct mp_config *cfg)
+{
+    int level = cfg->log_level ? mp_log_level_parse(cfg->log_level) : -1;
+    mp_log_threshold = level >= 0 ? (enum mp_log_level)level : MP_LOG_INFO;
 }

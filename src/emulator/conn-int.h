@@ -63,6 +63,9 @@ void emu_conns_close_all(struct emu_server *srv);
 /* Answers req now or, when the handler asked for a delay, later from a timer. */
 void emu_conn_dispatch(struct emu_conn *conn, int32_t stream_id, const struct emu_request *req);
 
+/* Drops the delayed answers for streams after last_stream (every one: -1). */
+void emu_conn_cancel_pendings(struct emu_conn *conn, int32_t last_stream);
+
 /* Appends bytes to the output buffer; on out-of-memory marks the connection for closing. */
 void emu_conn_write(struct emu_conn *conn, const void *data, size_t len);
 

@@ -12,7 +12,8 @@ struct emu_loop;
 /* A file descriptor being watched; embed it in the object that owns the fd. */
 struct emu_watch {
     int fd;
-    uint32_t events; /* the epoll mask currently registered */
+    int registered;  /* added to the epoll set */
+    uint32_t events; /* the epoll mask currently registered (may be 0) */
     void (*on_event)(struct emu_watch *watch, uint32_t events);
 };
 

@@ -83,20 +83,22 @@ void emu_loop_free(struct emu_loop *loop)
 
 enum mp_result emu_loop_watch(struct emu_loop *loop, struct emu_watch *watch, uint32_t events)
 {
-    if (watch->events == events && events)
+    if (watch->registered && watch->events == events)
         return MP_OK;
     struct epoll_event ev = {.events = events, .data.ptr = watch};
-    int op = watch->events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    int op = watch->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
     if (epoll_ctl(loop->epfd, op, watch->fd, &ev) != 0)
         return MP_ERR_IO;
+    watch->registered = 1;
     watch->events = events;
     return MP_OK;
 }
 
 void emu_loop_unwatch(struct emu_loop *loop, struct emu_watch *watch)
 {
-    if (watch->events && watch->fd >= 0)
+    if (watch->registered && watch->fd >= 0)
         epoll_ctl(loop->epfd, EPOLL_CTL_DEL, watch->fd, NULL);
+    watch->registered = 0;
     watch->events = 0;
 }
 

@@ -35,6 +35,8 @@ struct mp_dispatcher {
     const struct mp_config *cfg;
     struct mp_metrics *metrics;
     struct mp_oauth *oauth;
+    pthread_rwlock_t oauth_lock; /* batches read-lock it; a reload swaps oauth under it */
+    char project[256];
     struct worker *workers;
     int nworkers;
     pthread_t listener;
@@ -147,14 +149,16 @@ static void run_batch(struct worker *w, struct mp_push *pushes, int n)
     struct mp_dispatch_ctx ctx = {
         .cfg = w->d->cfg,
         .metrics = w->d->metrics,
-        .oauth = w->d->oauth,
         .fcm = w->fcm,
         .conn = w->conn,
-        .project = mp_oauth_project_id(w->d->oauth),
+        .project = w->d->project,
         .seed = &w->seed,
         .quota_paused = &w->quota_paused,
     };
+    pthread_rwlock_rdlock(&w->d->oauth_lock);
+    ctx.oauth = w->d->oauth;
     mp_dispatch_batch(&ctx, pushes, n, results, outcomes);
+    pthread_rwlock_unlock(&w->d->oauth_lock);
     record(w, outcomes, n);
     free(outcomes);
     free(results);
@@ -164,7 +168,7 @@ static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     struct mp_dispatcher *d = w->d;
-    const char *project = mp_oauth_project_id(d->oauth);
+    const char *project = d->project;
     while (!atomic_load(&d->stopping)) {
         if (ensure_conn(w) != MP_OK) {
             nap(d, 1000, false);
@@ -204,8 +208,11 @@ static enum mp_result load_google(struct mp_dispatcher *d, struct mp_buf *errors
             return MP_ERR_NOMEM;
         return MP_ERR_INVALID;
     }
-    return mp_oauth_new(cfg->google_credentials, cfg->google_token_url, cfg->ca_file, &d->oauth,
-                        errors);
+    enum mp_result result = mp_oauth_new(cfg->google_credentials, cfg->google_token_url,
+                                         cfg->ca_file, &d->oauth, errors);
+    if (!result)
+        snprintf(d->project, sizeof(d->project), "%s", mp_oauth_project_id(d->oauth));
+    return result;
 }
 
 static enum mp_result start_workers(struct mp_dispatcher *d)
@@ -246,6 +253,7 @@ enum mp_result mp_dispatcher_start(const struct mp_config *cfg, struct mp_metric
     d->metrics = metrics;
     pthread_mutex_init(&d->lock, NULL);
     pthread_cond_init(&d->wake, NULL);
+    pthread_rwlock_init(&d->oauth_lock, NULL);
     enum mp_result result = load_google(d, errors);
     if (!result)
         result = start_workers(d);
@@ -273,7 +281,35 @@ void mp_dispatcher_stop(struct mp_dispatcher *d)
         mp_fcm_client_free(d->workers[i].fcm);
     free(d->workers);
     mp_oauth_free(d->oauth);
+    pthread_rwlock_destroy(&d->oauth_lock);
     pthread_mutex_destroy(&d->lock);
     pthread_cond_destroy(&d->wake);
     free(d);
+}
+
+enum mp_result mp_dispatcher_reload(struct mp_dispatcher *d, const struct mp_config *cfg,
+                                    struct mp_buf *errors)
+{
+    struct mp_oauth *fresh = NULL;
+    enum mp_result result = MP_ERR_INVALID;
+    if (cfg->google_credentials)
+        result = mp_oauth_new(cfg->google_credentials, cfg->google_token_url, cfg->ca_file, &fresh,
+                              errors);
+    if (!result && strcmp(mp_oauth_project_id(fresh), d->project) != 0) {
+        result = mp_buf_puts(errors, "MPCPUSH_GOOGLE_CREDENTIALS: a different Firebase project "
+                                     "needs a restart\n")
+                     ? MP_ERR_NOMEM
+                     : MP_ERR_CONFLICT;
+    }
+    if (result) {
+        mp_oauth_free(fresh);
+        return result;
+    }
+    pthread_rwlock_wrlock(&d->oauth_lock); /* waits for the batches in flight */
+    struct mp_oauth *old = d->oauth;
+    d->oauth = fresh;
+    pthread_rwlock_unlock(&d->oauth_lock);
+    mp_oauth_free(old);
+    MP_INFO("google_credentials_reloaded", "project=%s", d->project);
+    return MP_OK;
 }

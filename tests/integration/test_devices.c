@@ -309,8 +309,8 @@ static void test_path_ids(void **state)
     id128[128] = '\0';
     memset(id129, 'y', 129);
     id129[129] = '\0';
-    const char *bad[] = {id129, "bad!id", "w%20x", "a%00b", "semi;colon", "caf%C3%A9",
-                         "quote%22"};
+    const char *bad[] = {id129, "bad!id", "w%20x", "semi;colon", "caf%C3%A9", "quote%22",
+                         "a%2Fb"};
     struct tx_counts before;
     tx_counts(e->db, &before);
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -343,6 +343,15 @@ static void test_path_ids(void **state)
     get_device(&r, e, id128, id128);
     tx_assert_status(&r, 200);
     th_response_free(&r);
+}
+
+/* A percent-encoded NUL: the decoded id "a\0b" is not an id (not to be read as "a"). */
+static void test_path_id_nul(void **state)
+{
+    struct tx_env *e = *state;
+    const char *body = "{\"fcmToken\":\"abcdefgh\",\"platform\":\"android\"}";
+    expect_put_error(e, "a%00b", "good", body, 400, "invalid_request");
+    expect_put_error(e, "good", "a%00b", body, 400, "invalid_request");
 }
 
 static void post_message(const struct tx_env *e, const char *wallet, const char *device)
@@ -474,6 +483,7 @@ int main(void)
         T(test_invalid_token_status),
         T(test_body_validation),
         T(test_path_ids),
+        T(test_path_id_nul),
         T(test_unknown_device),
         T(test_delete),
         T(test_pending_count_and_last_push),

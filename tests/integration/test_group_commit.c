@@ -133,23 +133,31 @@ static void test_same_twice(void **state)
     free(body);
 }
 
-static void check_race(const struct tx_env *e, struct tx_call *calls, int n, const char *what)
+/* Posts the calls at once; all must be 200, exactly one "stored", and events_before + 1 rows. */
+static void check_race(const struct tx_env *e, struct tx_call *calls, int n, const char *what,
+                       long events_before)
 {
     tx_http_parallel(calls, n);
     int stored = 0, dup = 0;
+    char answers[2048] = "";
     for (int i = 0; i < n; i++) {
         if (calls[i].status != 200)
             fail_msg("%s: post %d answered %ld %s", what, i, calls[i].status, calls[i].resp);
-        if (strcmp(status_of(&calls[i]), "stored") == 0)
+        if (strcmp(status_of(&calls[i]), "stored") == 0) {
             stored++;
-        else if (strcmp(status_of(&calls[i]), "duplicate") == 0)
+            size_t used = strlen(answers);
+            snprintf(answers + used, sizeof(answers) - used, " %s", calls[i].resp);
+        } else if (strcmp(status_of(&calls[i]), "duplicate") == 0) {
             dup++;
-        else
+        } else {
             fail_msg("%s: post %d answered %s", what, i, calls[i].resp);
+        }
     }
-    if (stored != 1 || dup != n - 1)
-        fail_msg("%s: %d stored and %d duplicate answers, want 1 and %d", what, stored, dup,
-                 n - 1);
+    long rows = th_sql_long(e->db, "SELECT count(*) FROM mpcpush.webhook_events");
+    if (stored != 1 || dup != n - 1 || rows != events_before + 1)
+        fail_msg("%s: %d stored and %d duplicate answers (want 1 and %d), %ld new rows (want 1);"
+                 " stored answers:%s",
+                 what, stored, dup, n - 1, rows - events_before, answers);
     tx_calls_free(calls, n);
 }
 
@@ -162,7 +170,7 @@ static void test_same_body_racing(void **state)
     struct tx_call calls[50];
     for (int i = 0; i < 50; i++)
         webhook_call(&calls[i], e, body, sig);
-    check_race(e, calls, 50, "50 posts of one v1 body");
+    check_race(e, calls, 50, "50 posts of one v1 body", 0);
     assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM mpcpush.webhook_events"), 1);
     assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM mpcpush.messages"), 1);
     /* v2: one id, bodies that differ. */
@@ -177,7 +185,7 @@ static void test_same_body_racing(void **state)
         sigs[i] = tx_hdr_v2(tx_keys()->jwk1, "kid-1", bodies[i]);
         webhook_call(&calls[i], e, bodies[i], sigs[i]);
     }
-    check_race(e, calls, 50, "50 posts of one v2 id");
+    check_race(e, calls, 50, "50 posts of one v2 id", 1);
     assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM mpcpush.webhook_events"), 2);
     assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM mpcpush.messages"), 2);
     for (int i = 0; i < 50; i++) {
