@@ -13,6 +13,7 @@
 struct mp_fbverify;
 struct mp_metrics;
 struct mp_waiters;
+struct mp_ratelimit;
 
 /* What the handlers share; owned by the app, which outlives the HTTP server. */
 struct mp_api {
@@ -22,8 +23,11 @@ struct mp_api {
     struct mp_fbverify *fbverify;   /* NULL when no Fireblocks key is configured */
     pthread_rwlock_t fbverify_lock; /* a reload swaps fbverify under it */
     struct mp_apikey_cache *keys;
-    struct mp_metrics *metrics; /* may be NULL */
-    struct mp_waiters *waiters; /* long-poll waiters; may be NULL */
+    struct mp_metrics *metrics;         /* may be NULL */
+    struct mp_waiters *waiters;         /* long-poll waiters; may be NULL */
+    struct mp_ratelimit *per_address;   /* /v1 requests per client address */
+    struct mp_ratelimit *per_key;       /* /v1 requests per API key */
+    struct mp_ratelimit *auth_failures; /* failed key checks per client address */
 };
 
 /* mp_http_options.precheck: routes, method, API key and content type, before the body. */
@@ -31,5 +35,9 @@ int mp_api_precheck(struct mp_http_request *req, void *api);
 
 /* mp_http_options.handler: runs the route's handler on a complete request. */
 void mp_api_handle(struct mp_http_request *req, void *api);
+
+/* The same pair for a listener that serves only GET /metrics (MPCPUSH_METRICS_LISTEN). */
+int mp_api_metrics_precheck(struct mp_http_request *req, void *api);
+void mp_api_metrics_handle(struct mp_http_request *req, void *api);
 
 #endif

@@ -29,6 +29,12 @@ void mp_api_readyz(struct mp_http_request *req, struct mp_api *api,
  * database is away, with the gauges it had). */
 static void refresh_gauges(struct mp_api *api)
 {
+    if (api->ingest) {
+        struct mp_ingest_stats stats;
+        mp_ingest_stats(api->ingest, &stats);
+        mp_metrics_set(api->metrics, "messages_stored", (double)stats.messages);
+        mp_metrics_set(api->metrics, "ingest_batches", (double)stats.batches);
+    }
     PGconn *conn = NULL;
     if (mp_db_pool_get(api->pool, 1000, &conn) != MP_OK)
         return;

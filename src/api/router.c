@@ -6,6 +6,7 @@
 
 #include "api/api-int.h"
 #include "mpcpush/log.h"
+#include "mpcpush/ratelimit.h"
 
 enum route_flags { NEEDS_KEY = 1, JSON_BODY = 2 };
 
@@ -93,7 +94,8 @@ static bool is_json(const char *content_type)
     return len == 16 && strncasecmp(content_type, "application/json", 16) == 0;
 }
 
-static bool authenticated(struct mp_http_request *req, struct mp_api *api)
+static bool authenticated(struct mp_http_request *req, struct mp_api *api, char *name,
+                          size_t name_size)
 {
     const char *auth = mp_http_header(req, "Authorization");
     if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
@@ -101,7 +103,39 @@ static bool authenticated(struct mp_http_request *req, struct mp_api *api)
     const char *key = auth + 7;
     while (*key == ' ')
         key++;
-    return mp_apikey_cache_check(api->keys, key, strlen(key), NULL, 0);
+    return mp_apikey_cache_check(api->keys, key, strlen(key), name, name_size);
+}
+
+static int too_many(struct mp_http_request *req, const char *what)
+{
+    char seconds[16];
+    snprintf(seconds, sizeof(seconds), "%d", mp_ratelimit_retry_after());
+    mp_http_add_header(req, "Retry-After", seconds);
+    MP_INFO("rate_limited", "request_id=%s client=%s limit=%s", mp_http_request_id(req),
+            mp_http_client_ip(req), what);
+    mp_http_reply_error(req, 429, "rate_limited", "too many requests; slow down");
+    return 429;
+}
+
+/* /v1 requests: a budget per address and per key, and a small one for failed key checks per
+ * address, checked before the key so that guessing keys cannot go fast. */
+static int check_key(struct mp_http_request *req, struct mp_api *api)
+{
+    const char *ip = mp_http_client_ip(req);
+    if (mp_ratelimit_over(api->auth_failures, ip))
+        return too_many(req, "auth_failures");
+    if (!mp_ratelimit_allow(api->per_address, ip))
+        return too_many(req, "address");
+    char name[128];
+    if (!authenticated(req, api, name, sizeof(name))) {
+        mp_ratelimit_allow(api->auth_failures, ip);
+        mp_http_add_header(req, "WWW-Authenticate", "Bearer");
+        mp_http_reply_error(req, 401, "unauthorized", "a valid API key is required");
+        return 401;
+    }
+    if (!mp_ratelimit_allow(api->per_key, name))
+        return too_many(req, "api_key");
+    return 0;
 }
 
 int mp_api_precheck(struct mp_http_request *req, void *arg)
@@ -111,6 +145,8 @@ int mp_api_precheck(struct mp_http_request *req, void *arg)
     bool path_known;
     char allow[64];
     const struct route *route = find(req, &params, &path_known, allow, sizeof(allow));
+    if (route && route->handler == mp_api_metrics && api->cfg->metrics_listen)
+        route = NULL, path_known = false; /* served on its own address instead */
     if (!route && !path_known) {
         mp_http_reply_error(req, 404, "not_found", "no such endpoint");
         return 404;
@@ -120,11 +156,9 @@ int mp_api_precheck(struct mp_http_request *req, void *arg)
         mp_http_reply_error(req, 405, "method_not_allowed", "method not allowed on this path");
         return 405;
     }
-    if ((route->flags & NEEDS_KEY) && !authenticated(req, api)) {
-        mp_http_add_header(req, "WWW-Authenticate", "Bearer");
-        mp_http_reply_error(req, 401, "unauthorized", "a valid API key is required");
-        return 401;
-    }
+    int refused = (route->flags & NEEDS_KEY) ? check_key(req, api) : 0;
+    if (refused)
+        return refused;
     if ((route->flags & JSON_BODY) && !is_json(mp_http_header(req, "Content-Type"))) {
         mp_http_reply_error(req, 415, "unsupported_media_type",
                             "the body must be application/json");
@@ -145,4 +179,23 @@ void mp_api_handle(struct mp_http_request *req, void *arg)
         return;
     }
     route->handler(req, api, &params);
+}
+
+int mp_api_metrics_precheck(struct mp_http_request *req, void *arg)
+{
+    if (strcmp(mp_http_path(req), "/metrics") != 0) {
+        mp_http_reply_error(req, 404, "not_found", "only /metrics is served here");
+        return 404;
+    }
+    if (strcmp(mp_http_method(req), "GET") != 0) {
+        mp_http_add_header(req, "Allow", "GET");
+        mp_http_reply_error(req, 405, "method_not_allowed", "method not allowed on this path");
+        return 405;
+    }
+    return 0;
+}
+
+void mp_api_metrics_handle(struct mp_http_request *req, void *arg)
+{
+    mp_api_metrics(req, arg, NULL);
 }

@@ -20,6 +20,7 @@
 #include "mpcpush/log.h"
 #include "mpcpush/messages.h"
 #include "mpcpush/metrics.h"
+#include "mpcpush/ratelimit.h"
 #include "mpcpush/waiters.h"
 
 #define APIKEY_REFRESH_SECONDS 5
@@ -35,6 +36,7 @@ struct app {
     struct mp_metrics *metrics;
     struct mp_api api;
     struct mp_http_server *http;
+    struct mp_http_server *metrics_http;
     struct mp_dispatcher *dispatcher;
     PGconn *chores; /* connection for periodic work, (re)opened on demand */
     bool pruner;    /* this process holds the pruning lock on `chores` */
@@ -129,6 +131,12 @@ static enum mp_result start_receiver(struct app *app)
         result = mp_apikey_cache_new(&app->api.keys);
     if (!result)
         result = mp_waiters_start(cfg->database_url, app->metrics, &app->api.waiters);
+    if (!result)
+        result = mp_ratelimit_new(cfg->rate_limit_per_minute, &app->api.per_address);
+    if (!result)
+        result = mp_ratelimit_new(cfg->rate_limit_per_minute, &app->api.per_key);
+    if (!result)
+        result = mp_ratelimit_new(cfg->auth_failures_per_minute, &app->api.auth_failures);
     if (result)
         return result;
     refresh_keys(app);
@@ -158,8 +166,34 @@ static enum mp_result start_dispatcher(struct app *app)
     return result;
 }
 
+/* MPCPUSH_METRICS_LISTEN: /metrics on its own address, for any role. */
+static enum mp_result start_metrics(struct app *app)
+{
+    const struct mp_config *cfg = app->cfg;
+    enum mp_result result = MP_OK;
+    app->api.cfg = cfg;
+    app->api.metrics = app->metrics;
+    if (!app->api.pool)
+        result = mp_db_pool_new(cfg->database_url, "metrics", 1, &app->api.pool);
+    struct mp_http_options options = {
+        .listen = cfg->metrics_listen,
+        .threads = 1,
+        .max_body_bytes = 1024,
+        .connection_memory_bytes = 16384,
+        .max_connections = 64,
+        .max_connections_per_ip = 16,
+        .idle_timeout = 30,
+        .precheck = mp_api_metrics_precheck,
+        .handler = mp_api_metrics_handle,
+        .arg = &app->api,
+    };
+    return result ? result : mp_http_start(&options, &app->metrics_http);
+}
+
 static void stop_all(struct app *app)
 {
+    mp_http_stop(app->metrics_http);
+    app->metrics_http = NULL;
     mp_waiters_stop(app->api.waiters); /* long polls answer now */
     mp_http_stop(app->http);           /* answers what is in flight, which needs the writer alive */
     app->http = NULL;
@@ -167,6 +201,9 @@ static void stop_all(struct app *app)
     app->dispatcher = NULL;
     mp_ingest_stop(app->api.ingest);
     mp_waiters_free(app->api.waiters);
+    mp_ratelimit_free(app->api.per_address);
+    mp_ratelimit_free(app->api.per_key);
+    mp_ratelimit_free(app->api.auth_failures);
     mp_db_pool_free(app->api.pool);
     mp_apikey_cache_free(app->api.keys);
     mp_fbverify_free(app->api.fbverify);
@@ -286,6 +323,8 @@ int mp_app_run(const struct mp_config *cfg, const char *config_file, unsigned ro
         result = start_receiver(&app);
     if (!result && (roles & MP_ROLE_DISPATCHER))
         result = start_dispatcher(&app);
+    if (!result && cfg->metrics_listen)
+        result = start_metrics(&app);
     if (result) {
         MP_ERROR("start_failed", "error=\"%s\"", mp_strerror(result));
         stop_all(&app);

@@ -28,6 +28,8 @@ struct key {
 #define FIELD(f) offsetof(struct mp_config, f)
 
 static const struct key keys[] = {
+    {"MPCPUSH_AUTH_FAILURES_PER_MINUTE", KEY_INT, FIELD(auth_failures_per_minute), "30", 0, 1000000,
+     0, "failed API key checks per minute from one address before it gets 429 (0: no limit)"},
     {"MPCPUSH_BATCH_MAX", KEY_INT, FIELD(batch_max), "500", 1, 10000, 0,
      "most requests written in one group-commit transaction"},
     {"MPCPUSH_CA_FILE", KEY_STRING, FIELD(ca_file), NULL, 0, 0, 0,
@@ -87,7 +89,7 @@ static const struct key keys[] = {
     {"MPCPUSH_PRUNE_INTERVAL", KEY_INT, FIELD(prune_interval_seconds), "60", 1, 86400, 0,
      "seconds between pruning runs"},
     {"MPCPUSH_RATE_LIMIT_PER_MINUTE", KEY_INT, FIELD(rate_limit_per_minute), "6000", 0, 10000000, 0,
-     "requests per minute allowed per API key and per address (0: no limit)"},
+     "/v1 requests per minute allowed per API key and per address (0: no limit)"},
     {"MPCPUSH_RETENTION_ACKED", KEY_INT, FIELD(retention_acked_seconds), "3600", 0, 31536000, 0,
      "seconds acknowledged and expired messages are kept before pruning"},
     {"MPCPUSH_RETENTION_EVENTS", KEY_INT, FIELD(retention_events_seconds), "2592000", 0, 315360000,

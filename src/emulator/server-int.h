@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
 #include <nghttp2/nghttp2.h>
 #include <openssl/ssl.h>
 
@@ -84,7 +85,21 @@ struct emu_server {
     uint64_t last_message_id;
     uint64_t message_id_salt;
     uint64_t next_purge_ms;
+    int wrote_state; /* the pid and ports files are ours to remove */
 };
+
+/* Sets up everything opts asks for: trusted and generated service accounts, the throwaway CA,
+ * listeners, the records, and the files of --state-dir (ports last). On failure writes one line
+ * into err; MP_ERR_INVALID means a usage problem. Call emu_server_stop in every case. */
+enum mp_result emu_server_start(struct emu_server *srv, const struct emu_options *opts, char *err,
+                                size_t err_size) MP_MUSTCHECK;
+
+/* Serves until SIGTERM or SIGINT. */
+enum mp_result emu_server_run(struct emu_server *srv) MP_MUSTCHECK;
+
+/* Closes connections and listeners, flushes the records, frees everything, and removes the
+ * pid and ports files. Accepts a server whose start failed part way. */
+void emu_server_stop(struct emu_server *srv);
 
 /* Answers one request: fills resp (initialised by emu_response_init). */
 void emu_handle(struct emu_server *srv, const struct emu_request *req, struct emu_response *resp);

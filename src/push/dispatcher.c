@@ -158,7 +158,11 @@ static void run_batch(struct worker *w, struct mp_push *pushes, int n)
     pthread_rwlock_rdlock(&w->d->oauth_lock);
     ctx.oauth = w->d->oauth;
     mp_dispatch_batch(&ctx, pushes, n, results, outcomes);
+    struct mp_oauth_stats stats;
+    mp_oauth_stats(ctx.oauth, &stats);
     pthread_rwlock_unlock(&w->d->oauth_lock);
+    mp_metrics_set(w->d->metrics, "oauth_refreshes", (double)stats.refreshes);
+    mp_metrics_set(w->d->metrics, "oauth_failures", (double)stats.failures);
     record(w, outcomes, n);
     free(outcomes);
     free(results);

@@ -191,7 +191,7 @@ static CURL *new_easy(const struct mp_fcm_client *c, struct xfer *x)
     if (!e)
         return NULL;
     curl_easy_setopt(e, CURLOPT_URL, c->url);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, c->plain ? "http" : "https");
+    mp_push_limit_protocols(e, c->plain ? "http" : "https");
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
                      c->plain ? (long)CURL_HTTP_VERSION_1_1 : (long)CURL_HTTP_VERSION_2TLS);
     curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
@@ -311,10 +311,10 @@ static void drain(struct pass *p)
     while ((m = curl_multi_info_read(p->c->multi, &left))) {
         if (m->msg != CURLMSG_DONE)
             continue;
-        struct xfer *x = NULL;
+        char *priv = NULL;
         CURLcode rc = m->data.result; /* m is invalid once the handle is removed */
-        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
-        finish(p, x, rc);
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
+        finish(p, (struct xfer *)priv, rc);
     }
 }
 

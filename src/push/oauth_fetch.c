@@ -18,6 +18,7 @@
 #include "mpcpush/buf.h"
 #include "mpcpush/log.h"
 #include "mpcpush/oauth.h"
+#include "push-int.h"
 
 #define GRANT_PREFIX    "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion="
 #define RESPONSE_MAX    65536
@@ -80,7 +81,7 @@ static enum mp_result post_form(const struct mp_oauth_key *key, const char *body
     }
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(curl, CURLOPT_URL, key->token_url);
-    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    mp_push_limit_protocols(curl, "http,https");
     curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
     curl_easy_setopt(curl, CURLOPT_TIMEOUT, TIMEOUT_SECONDS);

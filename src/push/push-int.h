@@ -11,6 +11,10 @@
  * (localhost, 127.0.0.0/8, ::1). *plain tells which. MP_ERR_INVALID otherwise. */
 enum mp_result mp_push_check_url(const char *url, bool *plain) MP_MUSTCHECK;
 
+/* Restricts an easy handle to the comma-separated protocols ("https", "http,https"); no
+ * redirect or URL can make it speak anything else. */
+void mp_push_limit_protocols(void *easy, const char *protocols);
+
 /* Milliseconds of CLOCK_MONOTONIC. */
 long long mp_push_now_ms(void);
 

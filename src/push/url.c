@@ -48,6 +48,18 @@ out:
     return result;
 }
 
+void mp_push_limit_protocols(void *easy, const char *protocols)
+{
+#if LIBCURL_VERSION_NUM >= 0x075500 /* 7.85: CURLOPT_PROTOCOLS_STR */
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, protocols);
+#else
+    long mask = strstr(protocols, "https") ? CURLPROTO_HTTPS : 0;
+    if (strstr(protocols, "http,") || strcmp(protocols, "http") == 0)
+        mask |= CURLPROTO_HTTP;
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS, mask);
+#endif
+}
+
 long long mp_push_now_ms(void)
 {
     struct timespec ts;

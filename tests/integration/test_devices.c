@@ -310,7 +310,7 @@ static void test_path_ids(void **state)
     memset(id129, 'y', 129);
     id129[129] = '\0';
     const char *bad[] = {id129, "bad!id", "w%20x", "semi;colon", "caf%C3%A9", "quote%22",
-                         "a%2Fb"};
+                         "tab%09x", "dollar$"};
     struct tx_counts before;
     tx_counts(e->db, &before);
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -350,8 +350,23 @@ static void test_path_id_nul(void **state)
 {
     struct tx_env *e = *state;
     const char *body = "{\"fcmToken\":\"abcdefgh\",\"platform\":\"android\"}";
-    expect_put_error(e, "a%00b", "good", body, 400, "invalid_request");
-    expect_put_error(e, "good", "a%00b", body, 400, "invalid_request");
+    expect_put_error(e, "good", "d%00evil", body, 400, "invalid_request");
+    expect_put_error(e, "w%00evil", "good", body, 400, "invalid_request");
+}
+
+/* An encoded slash makes another path: 400 or 404, never a device "a/b" or "a". */
+static void test_path_id_encoded_slash(void **state)
+{
+    struct tx_env *e = *state;
+    struct tx_counts before;
+    tx_counts(e->db, &before);
+    struct th_response r;
+    tx_api(&r, e, "PUT", "/v1/wallets/w/devices/a%2Fb",
+           "{\"fcmToken\":\"abcdefgh\",\"platform\":\"android\"}");
+    if (r.status != 400 && r.status != 404)
+        fail_msg("PUT .../devices/a%%2Fb: want 400 or 404, got %ld %s", r.status, r.body);
+    th_response_free(&r);
+    tx_assert_counts(e->db, &before);
 }
 
 static void post_message(const struct tx_env *e, const char *wallet, const char *device)
@@ -484,6 +499,7 @@ int main(void)
         T(test_body_validation),
         T(test_path_ids),
         T(test_path_id_nul),
+        T(test_path_id_encoded_slash),
         T(test_unknown_device),
         T(test_delete),
         T(test_pending_count_and_last_push),

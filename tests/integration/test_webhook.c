@@ -152,20 +152,48 @@ static void test_v2_valid(void **state)
                                         " api_version = 2 AND event_type = 'transaction.created'"),
                      1);
     assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM mpcpush.messages"), 0);
-    /* The second JWKS key works too, and a v2 device message is routed like a v1 one. */
-    char *body2 = v2_event("0b6f0b8e-0000-4000-8000-000000000002", "NCW_DEVICE_MESSAGE",
-                           "{\"walletId\":\"w2\",\"deviceId\":\"d2\",\"message\":\"abc\"}");
+    char *lit = tx_lit(body);
+    assert_int_equal(tx_sql_longf(e->db,
+                                  "SELECT count(*) FROM mpcpush.webhook_events WHERE raw_body = %s"
+                                  " AND dedupe_key LIKE '%%0b6f0b8e-0000-4000-8000-000000000001%%'",
+                                  lit),
+                     1);
+    free(lit);
+    /* The second JWKS key works too. */
+    char *body2 = v2_event("0b6f0b8e-0000-4000-8000-000000000002", "NCW_CREATED", "{}");
     char *sig2 = tx_hdr_v2(k->jwk2, "kid-2", body2);
     post_signed(&r, e, body2, sig2, NULL);
     assert_stored(&r);
     th_response_free(&r);
-    char *payload = payload_of(e->db, "w2", "d2");
-    tx_assert_json_eq(payload, "\"abc\"");
-    free(payload);
+    assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM mpcpush.webhook_events"), 2);
     free(sig);
     free(sig2);
     free(body);
     free(body2);
+}
+
+/* The contract routes NCW_DEVICE_MESSAGE whatever the envelope version. */
+static void test_v2_device_message(void **state)
+{
+    struct tx_env *e = *state;
+    char *body = v2_event("0b6f0b8e-0000-4000-8000-000000000003", "NCW_DEVICE_MESSAGE",
+                          "{\"walletId\":\"w2\",\"deviceId\":\"d2\",\"message\":\"abc\"}");
+    char *sig = tx_hdr_v2(tx_keys()->jwk1, "kid-1", body);
+    struct th_response r;
+    post_signed(&r, e, body, sig, NULL);
+    assert_stored(&r);
+    th_response_free(&r);
+    char *payload = payload_of(e->db, "w2", "d2");
+    if (!payload)
+        fail_msg("v2 NCW_DEVICE_MESSAGE stored no message (webhook_events rows: %ld)",
+                 th_sql_long(e->db, "SELECT count(*) FROM mpcpush.webhook_events"));
+    tx_assert_json_eq(payload, "\"abc\"");
+    assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM mpcpush.messages WHERE source ="
+                                        " 'webhook'"),
+                     1);
+    free(payload);
+    free(sig);
+    free(body);
 }
 
 static void test_both_headers(void **state)
@@ -512,10 +540,8 @@ static void test_dedupe(void **state)
     assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM mpcpush.webhook_events"), 2);
     /* v2: the same id with a different body is a duplicate. */
     const char *id = "5d1c7c7e-1111-4222-8333-944455556666";
-    char *a = v2_event(id, "NCW_DEVICE_MESSAGE",
-                       "{\"walletId\":\"dw\",\"deviceId\":\"v2\",\"message\":\"first\"}");
-    char *b = v2_event(id, "NCW_DEVICE_MESSAGE",
-                       "{\"walletId\":\"dw\",\"deviceId\":\"v2\",\"message\":\"second\"}");
+    char *a = v2_event(id, "transaction.created", "{\"id\":\"tx\",\"note\":\"first\"}");
+    char *b = v2_event(id, "transaction.created", "{\"id\":\"tx\",\"note\":\"second\"}");
     char *sa = tx_hdr_v2(k->jwk1, "kid-1", a), *sb = tx_hdr_v2(k->jwk1, "kid-1", b);
     post_signed(&r, e, a, sa, NULL);
     assert_stored(&r);
@@ -524,17 +550,16 @@ static void test_dedupe(void **state)
     assert_duplicate(&r);
     th_response_free(&r);
     assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM mpcpush.webhook_events"), 3);
-    assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM mpcpush.messages WHERE"
-                                        " device_id = 'v2'"),
-                     1);
-    char *payload = payload_of(e->db, "dw", "v2");
-    tx_assert_json_eq(payload, "\"first\"");
+    char *payload = th_sql_text(e->db, "SELECT raw_body FROM mpcpush.webhook_events WHERE"
+                                       " api_version = 2");
+    assert_string_equal(payload, a); /* the first one is kept */
     /* Also when the duplicate comes with both signature headers. */
     char *sb1 = tx_hdr_v1(k->v1a, b);
     post_signed(&r, e, b, sb1, sb);
     assert_duplicate(&r);
     th_response_free(&r);
-    assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM mpcpush.messages"), 3);
+    assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM mpcpush.webhook_events"), 3);
+    assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM mpcpush.messages"), 2);
     char *list[] = {body, spaced, a, b, sa, sb, sb1, payload};
     for (size_t i = 0; i < sizeof(list) / sizeof(list[0]); i++)
         free(list[i]);
@@ -628,6 +653,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_v1_valid),
         T(test_v2_valid),
+        T(test_v2_device_message),
         T(test_both_headers),
         T(test_rotated_second_key),
         T(test_v1_rejections),

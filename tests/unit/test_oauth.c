@@ -372,6 +372,15 @@ static void test_key_file_problems(void **state)
     assert_null(strstr(errors, "SECRET"));
     free(errors);
 
+    account_free(&a);
+}
+
+static void test_token_url_policy(void **state)
+{
+    (void)state;
+    struct account a;
+    account_make(&a, "https://oauth2.googleapis.com/token");
+    char *errors;
     /* plain http only to loopback */
     assert_int_equal(try_new(a.path, "http://oauth.example.com/token", &errors), MP_ERR_INVALID);
     assert_non_null(strstr(errors, "MPCPUSH_GOOGLE_TOKEN_URL"));
@@ -849,6 +858,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key_file_problems),
+        cmocka_unit_test(test_token_url_policy),
         cmocka_unit_test(test_world_readable_key_warns),
         cmocka_unit_test_setup_teardown(test_token_fetched_and_cached, fixture_setup,
                                         fixture_teardown),

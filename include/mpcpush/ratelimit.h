@@ -1,0 +1,27 @@
+/* Request rate limits: a count per key (an address, an API key name) in fixed one-minute
+ * windows. Keys hash into a fixed table, so memory stays bounded whatever clients send; two
+ * keys sharing a slot share a budget, which errs on the side of refusing. */
+#ifndef MPCPUSH_RATELIMIT_H
+#define MPCPUSH_RATELIMIT_H
+
+#include <stdbool.h>
+
+#include "mpcpush/result.h"
+
+struct mp_ratelimit;
+
+/* A limiter allowing per_minute events per key (0: unlimited). */
+enum mp_result mp_ratelimit_new(int per_minute, struct mp_ratelimit **out) MP_MUSTCHECK;
+
+/* Counts one event for key; false when the key is over its budget for this minute. */
+bool mp_ratelimit_allow(struct mp_ratelimit *rl, const char *key);
+
+/* True when key has used its budget for this minute (counts nothing). */
+bool mp_ratelimit_over(struct mp_ratelimit *rl, const char *key);
+
+/* Seconds until the current window ends (for Retry-After). */
+int mp_ratelimit_retry_after(void);
+
+void mp_ratelimit_free(struct mp_ratelimit *rl);
+
+#endif
