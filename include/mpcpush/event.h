@@ -26,7 +26,10 @@ struct mp_event {
     char *physical_device_id; /* NULL when absent or not a valid id */
     int64_t occurred_at_ms;   /* v2 createdAt, v1 timestamp (ms since the epoch); 0 if absent */
     enum mp_event_route route;
-    char *payload_json; /* compact JSON to store as the message payload; NULL for INBOX_ONLY */
+    /* DEVICE_MESSAGE: where the payload sits in the raw body, as a PostgreSQL text[] path:
+     * "{message}", "{data,message}" or "{data}" (static). NULL otherwise: a wakeup's payload is
+     * {"eventType":..,"data":..}, made by the store. */
+    const char *payload_path;
 };
 
 /* Parses a webhook body of len bytes into *out (owned by the caller: mp_event_free).

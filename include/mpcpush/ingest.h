@@ -20,13 +20,14 @@ enum mp_ingest_kind {
 struct mp_ingest_job {
     /* input, owned by the submitter and left untouched by the writer */
     enum mp_ingest_kind kind;
-    const char *dedupe_key; /* webhooks only */
-    int api_version;        /* webhooks only */
-    const char *event_type; /* webhooks only */
-    const char *raw_body;   /* webhooks only */
-    const char *wallet_id;  /* may be NULL for inbox-only events */
-    const char *device_id;  /* may be NULL */
-    const char *payload_json;
+    const char *dedupe_key;   /* webhooks only */
+    int api_version;          /* webhooks only */
+    const char *event_type;   /* webhooks only */
+    const char *raw_body;     /* the request body (stored for webhooks) */
+    const char *wallet_id;    /* may be NULL for inbox-only events */
+    const char *device_id;    /* may be NULL */
+    const char *payload_path; /* text[] path of the payload in raw_body, e.g. "{payload}";
+                                 NULL for a wallet wakeup (its payload is made from the event) */
     int ttl_seconds;
 
     /* output, set by the writer before done() is called */

@@ -25,12 +25,10 @@ static bool parse_message(struct mp_http_request *req, struct mp_api *api, json_
         mp_http_reply_error(req, 400, "invalid_request", problem);
         return false;
     }
-    pending->owned[0] = json_dumps(payload, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (!pending->owned[0]) {
-        mp_api_reply_result(req, MP_ERR_NOMEM);
-        return false;
-    }
-    pending->job.payload_json = pending->owned[0];
+    size_t len;
+    /* the payload is stored exactly as sent: the database takes it from the raw body */
+    pending->job.raw_body = mp_http_body(req, &len);
+    pending->job.payload_path = "{payload}";
     pending->job.ttl_seconds = ttl ? (int)json_integer_value(ttl) : api->cfg->message_ttl;
     return true;
 }

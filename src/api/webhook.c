@@ -98,7 +98,7 @@ static void submit(struct mp_http_request *req, struct mp_api *api)
     job->raw_body = mp_http_body(req, &len); /* the request outlives the job */
     job->wallet_id = event->wallet_id;
     job->device_id = event->device_id;
-    job->payload_json = event->payload_json;
+    job->payload_path = event->payload_path;
     job->ttl_seconds = api->cfg->message_ttl;
     mp_api_pending_submit(api, pending);
 }

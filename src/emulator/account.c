@@ -69,8 +69,7 @@ static char *private_pem(EVP_PKEY *key)
     return pem;
 }
 
-static json_t *account_json(const struct emu_account *acct, const char *token_uri,
-                            const char *pem)
+static json_t *account_json(const struct emu_account *acct, const char *token_uri, const char *pem)
 {
     char client_id[22];
     unsigned char raw[20];
@@ -90,8 +89,8 @@ static json_t *account_json(const struct emu_account *acct, const char *token_ur
     }
     return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "type",
                      "service_account", "project_id", acct->project_id, "private_key_id",
-                     acct->private_key_id, "private_key", pem, "client_email",
-                     acct->client_email, "client_id", client_id, "auth_uri",
+                     acct->private_key_id, "private_key", pem, "client_email", acct->client_email,
+                     "client_id", client_id, "auth_uri",
                      "https://accounts.google.com/o/oauth2/auth", "token_uri", token_uri,
                      "auth_provider_x509_cert_url", "https://www.googleapis.com/oauth2/v1/certs",
                      "client_x509_cert_url", cert_url, "universe_domain", "googleapis.com");
@@ -138,9 +137,9 @@ static enum mp_result copy_fields(json_t *json, struct emu_account *acct, char *
 {
     const char *type = NULL, *project = NULL, *kid = NULL, *pem = NULL, *email = NULL;
     const char *uri = NULL;
-    if (json_unpack(json, "{s:s, s:s, s:s, s:s, s:s, s?s}", "type", &type, "project_id",
-                    &project, "private_key_id", &kid, "private_key", &pem, "client_email",
-                    &email, "token_uri", &uri) != 0 ||
+    if (json_unpack(json, "{s:s, s:s, s:s, s:s, s:s, s?s}", "type", &type, "project_id", &project,
+                    "private_key_id", &kid, "private_key", &pem, "client_email", &email,
+                    "token_uri", &uri) != 0 ||
         strcmp(type, "service_account") != 0) {
         snprintf(err, err_size, "not a service-account key file");
         return MP_ERR_INVALID;
@@ -187,8 +186,7 @@ void emu_account_free(struct emu_account *acct)
     memset(acct, 0, sizeof(*acct));
 }
 
-enum mp_result emu_write_file_atomic(const char *path, const char *data, size_t len,
-                                     unsigned mode)
+enum mp_result emu_write_file_atomic(const char *path, const char *data, size_t len, unsigned mode)
 {
     char tmp[4096];
     if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof(tmp))

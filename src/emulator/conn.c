@@ -1,6 +1,7 @@
 /* Listeners and connections: accept, TLS handshake and ALPN, protocol sniffing on the plain
  * port (HTTP/2 prior knowledge or HTTP/1.1), reads fed to the front end, a bounded output
  * buffer, delayed answers on timers, and closing (at once for DROP, after flushing otherwise). */
+#define _GNU_SOURCE /* accept4 */
 #include "conn-int.h"
 
 #include <errno.h>
@@ -352,8 +353,7 @@ static void conn_on_event(struct emu_watch *watch, uint32_t events)
         conn->close_now = 1;
     else if (conn->handshaking)
         handshake(conn);
-    else if (events & (EPOLLIN | EPOLLHUP) ||
-             (conn->read_wants_write && (events & EPOLLOUT)))
+    else if (events & (EPOLLIN | EPOLLHUP) || (conn->read_wants_write && (events & EPOLLOUT)))
         conn_read(conn);
     conn_after_io(conn);
 }
@@ -413,8 +413,7 @@ static void listener_on_event(struct emu_watch *watch, uint32_t events)
     for (int i = 0; i < 256; i++) {
         int fd = accept4(watch->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-                errno != ECONNABORTED)
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
                 MP_WARN("accept_failed", "error=\"%s\"", strerror(errno));
             return;
         }
@@ -425,7 +424,8 @@ static void listener_on_event(struct emu_watch *watch, uint32_t events)
 static int bind_listen(const char *host, int port)
 {
     char service[16];
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     snprintf(service, sizeof(service), "%d", port);

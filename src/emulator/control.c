@@ -1,4 +1,4 @@
-/* /emulator/* endpoints: counters, recorded messages, fault rules, reset, and token expiry,
+/* /emulator/... endpoints: counters, recorded messages, fault rules, reset, and token expiry,
  * for tests and for people poking at the emulator with curl. */
 #include "control-int.h"
 
@@ -26,13 +26,12 @@ json_t *emu_stats_json(const struct emu_server *srv)
                      "token_requests", (json_int_t)s->token_requests, "tokens_issued",
                      (json_int_t)s->tokens_issued, "token_errors", (json_int_t)s->token_errors,
                      "send_requests", (json_int_t)s->send_requests, "accepted",
-                     (json_int_t)s->accepted, "rejected", (json_int_t)s->rejected,
-                     "validate_only", (json_int_t)s->validate_only, "recorded",
-                     (json_int_t)s->recorded, "by_error", by_error, "connections",
-                     (json_int_t)s->connections, "open_connections",
-                     (json_int_t)s->open_connections, "goaways", (json_int_t)s->goaways,
-                     "slowed", (json_int_t)s->slowed, "faults", (json_int_t)srv->faults.n,
-                     "access_tokens", (json_int_t)emu_tokens_count(srv->tokens));
+                     (json_int_t)s->accepted, "rejected", (json_int_t)s->rejected, "validate_only",
+                     (json_int_t)s->validate_only, "recorded", (json_int_t)s->recorded, "by_error",
+                     by_error, "connections", (json_int_t)s->connections, "open_connections",
+                     (json_int_t)s->open_connections, "goaways", (json_int_t)s->goaways, "slowed",
+                     (json_int_t)s->slowed, "faults", (json_int_t)srv->faults.n, "access_tokens",
+                     (json_int_t)emu_tokens_count(srv->tokens));
 }
 
 static void messages(struct emu_server *srv, const struct emu_request *req,
@@ -77,8 +76,7 @@ static void faults_post(struct emu_server *srv, const struct emu_request *req,
     faults_answer(srv, resp);
 }
 
-static void faults(struct emu_server *srv, const struct emu_request *req,
-                   struct emu_response *resp)
+static void faults(struct emu_server *srv, const struct emu_request *req, struct emu_response *resp)
 {
     if (strcmp(req->method, "GET") == 0) {
         faults_answer(srv, resp);

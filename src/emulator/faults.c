@@ -70,8 +70,9 @@ static int parse_rule(json_t *rule, struct emu_fault *f, char *err, size_t err_s
         !int_member(rule, "delayMs", 600000, &delay) ||
         !int_member(rule, "count", 1000000000, &count) || count == 0 || probability < 0 ||
         probability > 1 || !token[0]) {
-        snprintf(err, err_size, "bad retryAfter, delayMs, count (>= 1), probability (0..1) or "
-                                "token in a rule");
+        snprintf(err, err_size,
+                 "bad retryAfter, delayMs, count (>= 1), probability (0..1) or "
+                 "token in a rule");
         return 0;
     }
     f->token = strdup(token);
@@ -200,9 +201,9 @@ void emu_faults_remove(struct emu_faults *faults, const char *token)
 
 static json_t *rule_json(const struct emu_fault *f)
 {
-    json_t *rule = json_pack("{s:s, s:s, s:I, s:f}", "token", f->token, "error",
-                             emu_err_name(f->error), "hits", (json_int_t)f->hits,
-                             "probability", f->probability);
+    json_t *rule =
+        json_pack("{s:s, s:s, s:I, s:f}", "token", f->token, "error", emu_err_name(f->error),
+                  "hits", (json_int_t)f->hits, "probability", f->probability);
     if (rule && f->retry_after >= 0)
         json_object_set_new(rule, "retryAfter", json_integer(f->retry_after));
     if (rule && f->error == EMU_ERR_SLOW)

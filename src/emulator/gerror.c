@@ -31,8 +31,8 @@ static const struct fcm_error fcm_errors[EMU_ERR_COUNT] = {
 
 static json_t *status_body(int code, const char *status, const char *message, json_t *details)
 {
-    json_t *error = json_pack("{s:i, s:s, s:s}", "code", code, "message", message, "status",
-                              status);
+    json_t *error =
+        json_pack("{s:i, s:s, s:s}", "code", code, "message", message, "status", status);
     if (error && details)
         json_object_set(error, "details", details);
     json_decref(details);
@@ -79,10 +79,9 @@ void emu_gerror_fcm(struct emu_response *resp, enum emu_err err, const char *pro
 void emu_gerror_invalid(struct emu_response *resp, const char *message, const char *field,
                         const char *description)
 {
-    json_t *details =
-        json_pack("[o, {s:s, s:[{s:s, s:s}]}]", fcm_detail("INVALID_ARGUMENT"), "@type",
-                  "type.googleapis.com/google.rpc.BadRequest", "fieldViolations", "field", field,
-                  "description", description);
+    json_t *details = json_pack("[o, {s:s, s:[{s:s, s:s}]}]", fcm_detail("INVALID_ARGUMENT"),
+                                "@type", "type.googleapis.com/google.rpc.BadRequest",
+                                "fieldViolations", "field", field, "description", description);
     emu_response_json(resp, 400, status_body(400, "INVALID_ARGUMENT", message, details));
 }
 
@@ -97,17 +96,15 @@ void emu_gerror_unauthenticated(struct emu_response *resp, const char *reason)
              "credential. See https://developers.google.com/identity/sign-in/web/"
              "devconsole-project.",
              what);
-    json_t *details = json_pack("[{s:s, s:s, s:s, s:{s:s, s:s}}]", "@type",
-                                "type.googleapis.com/google.rpc.ErrorInfo", "reason", reason,
-                                "domain", "googleapis.com", "metadata", "service",
-                                "fcm.googleapis.com", "method",
-                                "google.firebase.fcm.v1.FcmService.SendMessage");
+    json_t *details = json_pack(
+        "[{s:s, s:s, s:s, s:{s:s, s:s}}]", "@type", "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason", reason, "domain", "googleapis.com", "metadata", "service", "fcm.googleapis.com",
+        "method", "google.firebase.fcm.v1.FcmService.SendMessage");
     emu_response_json(resp, 401, status_body(401, "UNAUTHENTICATED", message, details));
     resp->www_authenticate = 1;
 }
 
-void emu_gerror_status(struct emu_response *resp, int code, const char *status,
-                       const char *message)
+void emu_gerror_status(struct emu_response *resp, int code, const char *status, const char *message)
 {
     emu_response_json(resp, code, status_body(code, status, message, NULL));
 }

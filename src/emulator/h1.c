@@ -100,7 +100,7 @@ static int parse_header(const char *line, size_t len, struct h1_head *h)
     if (header_is(line, name_len, "transfer-encoding"))
         h->chunked = vlen >= 7 && strncasecmp(end - 7, "chunked", 7) == 0;
     else if (header_is(line, name_len, "connection") && vlen)
-        h->keep_alive = strncasecmp(v, "close", 5) == 0        ? 0
+        h->keep_alive = strncasecmp(v, "close", 5) == 0         ? 0
                         : strncasecmp(v, "keep-alive", 10) == 0 ? 1
                                                                 : h->keep_alive;
     else if (header_is(line, name_len, "expect"))
@@ -129,7 +129,8 @@ static int parse_head(const char *data, size_t len, struct h1_head *h)
             continue; /* tolerate a stray CRLF between requests */
         if (line_len == 0)
             break;
-        int rc = lineno == 0 ? parse_request_line(line, line_len, h) : parse_header(line, line_len, h);
+        int rc =
+            lineno == 0 ? parse_request_line(line, line_len, h) : parse_header(line, line_len, h);
         if (rc)
             return rc;
     }
@@ -263,9 +264,8 @@ void emu_h1_deliver(struct emu_conn *conn, const struct emu_response *resp)
         return;
     conn->h1.busy = 0;
     int n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n",
-                     resp->status, emu_status_text(resp->status), resp->content_type,
-                     resp->body.len);
+                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n", resp->status,
+                     emu_status_text(resp->status), resp->content_type, resp->body.len);
     if (resp->retry_after >= 0)
         n += snprintf(head + n, sizeof(head) - (size_t)n, "Retry-After: %d\r\n", resp->retry_after);
     if (resp->www_authenticate)

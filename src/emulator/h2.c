@@ -11,11 +11,11 @@
 #include "gerror-int.h"
 #include "mpcpush/log.h"
 
-#define MAX_STREAMS      100
-#define STREAM_WINDOW    (1 << 20)
-#define CONN_WINDOW      (1 << 24)
-#define HEADER_LIST_MAX  65536
-#define OUTPUT_BATCH     (256 * 1024)
+#define MAX_STREAMS     100
+#define STREAM_WINDOW   (1 << 20)
+#define CONN_WINDOW     (1 << 24)
+#define HEADER_LIST_MAX 65536
+#define OUTPUT_BATCH    (256 * 1024)
 
 struct emu_stream {
     int32_t id;
@@ -174,9 +174,8 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
     return 0;
 }
 
-static ssize_t read_body(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
-                         size_t length, uint32_t *flags, nghttp2_data_source *source,
-                         void *user)
+static ssize_t read_body(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
+                         uint32_t *flags, nghttp2_data_source *source, void *user)
 {
     (void)session;
     (void)stream_id;

@@ -93,10 +93,10 @@ int emu_jwt_verify_rs256(const struct emu_jwt *jwt, EVP_PKEY *key)
     if (EVP_PKEY_get_base_id(key) != EVP_PKEY_RSA)
         return 0;
     EVP_MD_CTX *md = EVP_MD_CTX_new();
-    int ok = md && EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, key) == 1 &&
-             EVP_DigestVerify(md, jwt->signature, jwt->signature_len,
-                              (const unsigned char *)jwt->signing_input,
-                              jwt->signing_input_len) == 1;
+    int ok =
+        md && EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, key) == 1 &&
+        EVP_DigestVerify(md, jwt->signature, jwt->signature_len,
+                         (const unsigned char *)jwt->signing_input, jwt->signing_input_len) == 1;
     EVP_MD_CTX_free(md);
     ERR_clear_error();
     return ok;

@@ -20,8 +20,8 @@ struct emu_violation {
 /* A parsed, valid send request. */
 struct emu_send {
     json_t *root;
-    json_t *message;       /* borrowed from root */
-    const char *token;     /* the one target; the others NULL (borrowed from root) */
+    json_t *message;   /* borrowed from root */
+    const char *token; /* the one target; the others NULL (borrowed from root) */
     const char *topic;
     const char *condition;
     int validate_only;
@@ -30,8 +30,7 @@ struct emu_send {
 
 /* Parses and validates body. Returns 1 when valid (send filled, free it with emu_send_free),
  * 0 when invalid (v filled), -1 when out of memory. */
-int emu_message_parse(const char *body, size_t len, struct emu_send *send,
-                      struct emu_violation *v);
+int emu_message_parse(const char *body, size_t len, struct emu_send *send, struct emu_violation *v);
 
 void emu_send_free(struct emu_send *send);
 

@@ -15,9 +15,9 @@
 #define TOPIC_MAX 900
 
 static const char *const request_keys[] = {"message", "validate_only", "validateOnly", NULL};
-static const char *const message_keys[] = {
-    "name",  "data",       "notification", "android", "webpush", "apns", "fcm_options",
-    "fcmOptions", "token", "topic",        "condition", NULL};
+static const char *const message_keys[] = {"name",    "data",  "notification", "android",
+                                           "webpush", "apns",  "fcm_options",  "fcmOptions",
+                                           "token",   "topic", "condition",    NULL};
 static const char *const android_keys[] = {"collapse_key",
                                            "collapseKey",
                                            "priority",
@@ -35,14 +35,13 @@ static const char *const android_keys[] = {"collapse_key",
                                            "restricted_satellite_ok",
                                            "restrictedSatelliteOk",
                                            NULL};
-static const char *const apns_keys[] = {"headers",     "payload",    "fcm_options",
-                                        "fcmOptions",  "live_activity_token",
-                                        "liveActivityToken", NULL};
+static const char *const apns_keys[] = {
+    "headers",           "payload", "fcm_options", "fcmOptions", "live_activity_token",
+    "liveActivityToken", NULL};
 static const char *const notification_keys[] = {"title", "body", "image", NULL};
-static const char *const push_types[] = {"alert",        "background", "location",
-                                         "voip",         "complication", "fileprovider",
-                                         "mdm",          "liveactivity", "pushtotalk",
-                                         "controls",     "widgets",    NULL};
+static const char *const push_types[] = {"alert",        "background",   "location", "voip",
+                                         "complication", "fileprovider", "mdm",      "liveactivity",
+                                         "pushtotalk",   "controls",     "widgets",  NULL};
 
 static int violate(struct emu_violation *v, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -124,10 +123,13 @@ static int check_data(json_t *data, const char *field, struct emu_violation *v)
     {
         char where[160];
         snprintf(where, sizeof(where), "%s[%zu].value", field, i++);
-        if (!json_is_string(value))
-            return violate(v, where, "Invalid value at '%s' (TYPE_STRING), %s", where,
-                           json_is_object(value) || json_is_array(value) ? "a JSON structure"
-                                                                          : "not a string");
+        if (!json_is_string(value)) {
+            char *shown = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
+            violate(v, where, "Invalid value at '%s' (TYPE_STRING), %.64s", where,
+                    shown ? shown : "?");
+            free(shown);
+            return 0;
+        }
         if (reserved_key(key))
             return violate(v, field,
                            "Invalid data payload key: \"%.100s\". Keys must not be \"from\", "
@@ -226,8 +228,7 @@ static int check_android(json_t *android, struct emu_violation *v)
     if (!expect_object(android, "message.android", v) ||
         !check_keys(android, android_keys, "message.android", v) ||
         !check_data(json_object_get(android, "data"), "message.android.data", v) ||
-        !expect_object(json_object_get(android, "notification"), "message.android.notification",
-                       v))
+        !expect_object(json_object_get(android, "notification"), "message.android.notification", v))
         return 0;
     json_t *priority = json_object_get(android, "priority");
     const char *p = json_string_value(priority);
@@ -271,9 +272,9 @@ static int check_apns_headers(json_t *headers, int *priority10, int *background,
         if (strcasecmp(key, "apns-push-type") == 0 && !in_list(s, push_types))
             return violate(v, "message.apns.headers", "Invalid apns-push-type \"%.32s\"", s);
         if (strcasecmp(key, "apns-collapse-id") == 0 && strlen(s) > 64)
-            return violate(v, "message.apns.headers",
-                           "apns-collapse-id must be at most 64 bytes");
-        if (strcasecmp(key, "apns-expiration") == 0 && (!s[0] || strspn(s, "0123456789") != strlen(s)))
+            return violate(v, "message.apns.headers", "apns-collapse-id must be at most 64 bytes");
+        if (strcasecmp(key, "apns-expiration") == 0 &&
+            (!s[0] || strspn(s, "0123456789") != strlen(s)))
             return violate(v, "message.apns.headers", "Invalid apns-expiration \"%.32s\"", s);
         *priority10 |= strcasecmp(key, "apns-priority") == 0 && strcmp(s, "10") == 0;
         *background |= strcasecmp(key, "apns-push-type") == 0 && strcmp(s, "background") == 0;
@@ -317,8 +318,8 @@ static int check_message(json_t *message, struct emu_send *send, struct emu_viol
     return check_keys(message, message_keys, "message", v) && check_target(message, send, v) &&
            check_data(json_object_get(message, "data"), "message.data", v) &&
            expect_object(notification, "message.notification", v) &&
-           (!notification || check_keys(notification, notification_keys,
-                                        "message.notification", v)) &&
+           (!notification ||
+            check_keys(notification, notification_keys, "message.notification", v)) &&
            check_android(json_object_get(message, "android"), v) &&
            check_apns(json_object_get(message, "apns"), v) &&
            expect_object(json_object_get(message, "webpush"), "message.webpush", v) &&
@@ -337,13 +338,13 @@ static int check_request(json_t *root, struct emu_send *send, struct emu_violati
     send->validate_only = json_is_true(validate_only);
     send->message = json_object_get(root, "message");
     if (!json_is_object(send->message))
-        return violate(v, "message", "Request contains an invalid argument: message must be an "
-                                     "object.");
+        return violate(v, "message",
+                       "Request contains an invalid argument: message must be an "
+                       "object.");
     return check_message(send->message, send, v);
 }
 
-int emu_message_parse(const char *body, size_t len, struct emu_send *send,
-                      struct emu_violation *v)
+int emu_message_parse(const char *body, size_t len, struct emu_send *send, struct emu_violation *v)
 {
     json_error_t jerr;
     memset(send, 0, sizeof(*send));
@@ -364,8 +365,7 @@ int emu_message_parse(const char *body, size_t len, struct emu_send *send,
     if (size > max) {
         emu_send_free(send);
         return violate(v, "message",
-                       "Message is too big: %zu bytes, at most %zu bytes are allowed.", size,
-                       max);
+                       "Message is too big: %zu bytes, at most %zu bytes are allowed.", size, max);
     }
     return 1;
 }

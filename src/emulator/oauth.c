@@ -21,7 +21,7 @@
 #define BAD_SIGNATURE    "Invalid JWT Signature."
 #define BAD_TIMES                                                                                  \
     "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. "  \
-    "Check your iat and exp values in the assertion and use a clock with skew to account for "    \
+    "Check your iat and exp values in the assertion and use a clock with skew to account for "     \
     "clock differences between systems."
 
 /* The trusted account that signed jwt: by kid, else by iss; SIZE_MAX when none. */
@@ -57,7 +57,8 @@ static int aud_ok(const struct emu_server *srv, const struct emu_request *req,
 {
     static const char *const hosts[] = {"127.0.0.1", "localhost", "[::1]"};
     char url[512];
-    if (strcmp(aud, GOOGLE_TOKEN_URL) == 0 || (acct->token_uri && strcmp(aud, acct->token_uri) == 0))
+    if (strcmp(aud, GOOGLE_TOKEN_URL) == 0 ||
+        (acct->token_uri && strcmp(aud, acct->token_uri) == 0))
         return 1;
     snprintf(url, sizeof(url), "%s://%s/token", req->tls ? "https" : "http", req->authority);
     if (req->authority[0] && strcmp(aud, url) == 0)

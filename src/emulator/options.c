@@ -58,8 +58,8 @@ static const struct opt opts_table[] = {
      "write ca.pem, service-account.json, ports, pid and messages.jsonl here"},
     {"token-lifetime", "SECONDS", OPT_INT, FIELD(token_lifetime), "3600", 1, 86400, SERVES,
      "lifetime of issued access tokens"},
-    {"token-uri", "URL", OPT_STRING, FIELD(token_uri), "https://oauth2.googleapis.com/token", 0,
-     0, 0, "token_uri of a key file written by a standalone --make-service-account"},
+    {"token-uri", "URL", OPT_STRING, FIELD(token_uri), "https://oauth2.googleapis.com/token", 0, 0,
+     0, "token_uri of a key file written by a standalone --make-service-account"},
     {"version", NULL, OPT_FLAG, FIELD(version), NULL, 0, 0, 0, "print the version and exit"},
 };
 
@@ -147,8 +147,8 @@ static enum mp_result set_defaults(struct emu_options *opts)
 }
 
 /* Handles argv[*i] (and its value, advancing *i). */
-static enum mp_result parse_one(struct emu_options *opts, int argc, char **argv, int *i,
-                                char *err, size_t err_size)
+static enum mp_result parse_one(struct emu_options *opts, int argc, char **argv, int *i, char *err,
+                                size_t err_size)
 {
     const char *arg = argv[*i];
     if (strncmp(arg, "--", 2) != 0) {

@@ -88,7 +88,8 @@ enum mp_result emu_record_append(struct emu_record *rec, int64_t at_ms, const ch
                                  const char *token, const char *message_json)
 {
     size_t mark = rec->pending.len;
-    enum mp_result result = mp_buf_printf(&rec->pending, "{\"at\":%lld,\"name\":", (long long)at_ms);
+    enum mp_result result =
+        mp_buf_printf(&rec->pending, "{\"at\":%lld,\"name\":", (long long)at_ms);
     if (!result)
         result = emu_json_append_string(&rec->pending, name);
     if (!result)

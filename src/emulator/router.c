@@ -125,8 +125,7 @@ static int post_only(const struct emu_request *req, struct emu_response *resp)
     return 0;
 }
 
-static void route(struct emu_server *srv, const struct emu_request *req,
-                  struct emu_response *resp)
+static void route(struct emu_server *srv, const struct emu_request *req, struct emu_response *resp)
 {
     char project[PROJECT_MAX];
     if (emu_path_is(req->path, "/token") || emu_path_is(req->path, "/oauth2/v4/token")) {

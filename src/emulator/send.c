@@ -59,8 +59,8 @@ static void message_name(struct emu_server *srv, const char *project, char *out,
              (unsigned long long)srv->message_id_salt);
 }
 
-static void accept_message(struct emu_server *srv, const char *project,
-                           const struct emu_send *send, struct emu_response *resp)
+static void accept_message(struct emu_server *srv, const char *project, const struct emu_send *send,
+                           struct emu_response *resp)
 {
     char name[512];
     message_name(srv, project, name, sizeof(name));

@@ -42,8 +42,9 @@ static enum mp_result load_accounts(struct emu_server *srv, char *err, size_t er
     }
     int generate = !opts->n_service_accounts || opts->make_service_account;
     if (generate && !opts->state_dir && !opts->make_service_account) {
-        snprintf(err, err_size, "nothing to trust: give --state-dir, --service-account or "
-                                "--make-service-account");
+        snprintf(err, err_size,
+                 "nothing to trust: give --state-dir, --service-account or "
+                 "--make-service-account");
         return MP_ERR_INVALID;
     }
     if (!generate)
@@ -71,8 +72,8 @@ static enum mp_result load_faults(struct emu_server *srv, char *err, size_t err_
     while (!result && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
         result = mp_buf_append(&text, chunk, n);
     fclose(f);
-    if (!result && emu_faults_add_json(&srv->faults, text.data ? text.data : "", text.len, why,
-                                       sizeof(why))) {
+    if (!result &&
+        emu_faults_add_json(&srv->faults, text.data ? text.data : "", text.len, why, sizeof(why))) {
         snprintf(err, err_size, "--faults %s: %s", srv->opts->faults, why);
         result = MP_ERR_INVALID;
     }
@@ -84,9 +85,9 @@ static enum mp_result load_faults(struct emu_server *srv, char *err, size_t err_
 static enum mp_result set_token_uri(struct emu_server *srv)
 {
     char uri[128];
-    struct emu_account *acct = &srv->accounts[srv->n_accounts - 1];
     if (srv->n_accounts <= srv->opts->n_service_accounts)
         return MP_OK;
+    struct emu_account *acct = &srv->accounts[srv->n_accounts - 1];
     snprintf(uri, sizeof(uri), "https://127.0.0.1:%d/token", srv->tls_listener.port);
     acct->token_uri = strdup(uri);
     return acct->token_uri ? MP_OK : MP_ERR_NOMEM;
@@ -165,8 +166,7 @@ static void seed(struct emu_server *srv)
     srv->message_id_salt = random[1];
 }
 
-static enum mp_result start_steps(struct emu_server *srv, char **ca_pem, char *err,
-                                  size_t err_size)
+static enum mp_result start_steps(struct emu_server *srv, char **ca_pem, char *err, size_t err_size)
 {
     const struct emu_options *opts = srv->opts;
     char path[4096];

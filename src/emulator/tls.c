@@ -17,8 +17,9 @@
 static X509_NAME *make_name(const char *cn)
 {
     X509_NAME *name = X509_NAME_new();
-    if (name && X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
-                                           (const unsigned char *)"mpcpush", -1, -1, 0) == 1 &&
+    if (name &&
+        X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"mpcpush", -1,
+                                   -1, 0) == 1 &&
         X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1,
                                    0) == 1)
         return name;
@@ -58,8 +59,7 @@ static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer)
              X509_gmtime_adj(X509_getm_notBefore(cert), -3600) &&
              X509_time_adj_ex(X509_getm_notAfter(cert), VALID_DAYS, 0, NULL) &&
              X509_set_subject_name(cert, name) == 1 &&
-             X509_set_issuer_name(cert,
-                                  issuer ? X509_get_subject_name(issuer) : name) == 1 &&
+             X509_set_issuer_name(cert, issuer ? X509_get_subject_name(issuer) : name) == 1 &&
              X509_set_pubkey(cert, key) == 1;
     X509_NAME_free(name);
     if (!ok) {
@@ -87,7 +87,8 @@ static void alt_names(const char *extra_host, char *out, size_t size)
         strlen(extra_host) > 200)
         return;
     unsigned char addr[16];
-    int is_ip = inet_pton(AF_INET, extra_host, addr) == 1 || inet_pton(AF_INET6, extra_host, addr) == 1;
+    int is_ip =
+        inet_pton(AF_INET, extra_host, addr) == 1 || inet_pton(AF_INET6, extra_host, addr) == 1;
     size_t len = strlen(out);
     snprintf(out + len, size - len, ",%s:%s", is_ip ? "IP" : "DNS", extra_host);
 }

@@ -37,8 +37,11 @@ struct mp_oauth {
 enum mp_result mp_oauth_new(const char *credentials_file, const char *token_url_override,
                             const char *ca_file, struct mp_oauth **out, struct mp_buf *errors)
 {
-    if (!credentials_file || !credentials_file[0])
+    if (!credentials_file || !credentials_file[0]) {
+        if (errors && (mp_buf_puts(errors, "MPCPUSH_GOOGLE_CREDENTIALS: not set\n")))
+            return MP_ERR_NOMEM;
         return MP_ERR_INVALID;
+    }
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return MP_ERR_INTERNAL;
     struct mp_oauth *o = calloc(1, sizeof(*o));
@@ -120,9 +123,11 @@ static void refresh_locked(struct mp_oauth *o)
         mp_oauth_fetch(&o->key, token, sizeof(token), &lifetime_s, why, sizeof(why));
     pthread_mutex_lock(&o->lock);
     if (!result) {
+        char client[256];
         store_token(o, token, started_ms, started_unix, lifetime_s);
         MP_INFO("oauth_token_refreshed", "client=%s expires_in=%lld refreshes=%llu",
-                o->key.client_email, lifetime_s, o->refreshes);
+                mp_log_quote(client, sizeof(client), o->key.client_email), lifetime_s,
+                o->refreshes);
     } else {
         note_failure(o, result, why);
     }
@@ -176,9 +181,10 @@ void mp_oauth_invalidate(struct mp_oauth *o, const char *token)
     if (current)
         forget_token(o);
     pthread_mutex_unlock(&o->lock);
+    char client[256];
     if (current)
         MP_INFO("oauth_token_invalidated", "client=%s reason=\"rejected by FCM\"",
-                o->key.client_email);
+                mp_log_quote(client, sizeof(client), o->key.client_email));
 }
 
 void mp_oauth_stats(struct mp_oauth *o, struct mp_oauth_stats *out)

@@ -22,9 +22,13 @@
  * NOTIFY per batch (never per row) tells dispatchers and long-polls which devices have news. */
 static const char ingest_sql[] =
     "WITH input AS ("
-    "  SELECT * FROM json_to_recordset($1::json) AS t(ord int, kind int, dedupe_key text,"
+    "  SELECT t.*, CASE"
+    "   WHEN t.kind = 2 THEN jsonb_build_object('eventType', t.event_type,"
+    "    'data', t.raw_body::jsonb -> 'data')"
+    "   WHEN t.kind <> 0 THEN t.raw_body::jsonb #> t.payload_path::text[] END AS payload"
+    "  FROM json_to_recordset($1::json) AS t(ord int, kind int, dedupe_key text,"
     "   api_version smallint, event_type text, wallet_id text, device_id text, raw_body text,"
-    "   payload jsonb, ttl int)),"
+    "   payload_path text, ttl int)),"
     " events AS ("
     "  INSERT INTO mpcpush.webhook_events"
     "   (dedupe_key, api_version, event_type, wallet_id, device_id, raw_body)"
@@ -138,13 +142,11 @@ static enum mp_result ensure_connection(struct mp_ingest *ingest)
 
 static json_t *job_json(const struct mp_ingest_job *job, int ord)
 {
-    json_t *payload =
-        job->payload_json ? json_loads(job->payload_json, JSON_DECODE_ANY, NULL) : json_null();
-    return json_pack("{s:i,s:i,s:s?,s:i,s:s?,s:s?,s:s?,s:s?,s:o,s:i}", "ord", ord, "kind",
+    return json_pack("{s:i,s:i,s:s?,s:i,s:s?,s:s?,s:s?,s:s?,s:s?,s:i}", "ord", ord, "kind",
                      (int)job->kind, "dedupe_key", job->dedupe_key, "api_version", job->api_version,
                      "event_type", job->event_type, "wallet_id", job->wallet_id, "device_id",
-                     job->device_id, "raw_body", job->raw_body, "payload",
-                     payload ? payload : json_null(), "ttl", job->ttl_seconds);
+                     job->device_id, "raw_body", job->raw_body, "payload_path", job->payload_path,
+                     "ttl", job->ttl_seconds);
 }
 
 /* The first earlier job of the batch with the same dedupe key, or NULL. */

@@ -191,17 +191,24 @@ static enum mp_result device_message(json_t *root, json_t *data, struct mp_event
         *why = reason;
         return MP_ERR_INVALID;
     }
-    if (!payload || json_is_null(payload))
+    /* The payload is taken from the raw body by the database (exact numbers, no second
+     * serialisation); here we only say where it is. */
+    const char *path = "{message}";
+    if (!payload || json_is_null(payload)) {
         payload = json_object_get(data, "message");
-    if (!payload || json_is_null(payload))
+        path = "{data,message}";
+    }
+    if (!payload || json_is_null(payload)) {
         payload = json_object_get(root, "data");
+        path = "{data}";
+    }
     if (!payload || json_is_null(payload)) {
         *why = "NCW_DEVICE_MESSAGE without message or data";
         return MP_ERR_INVALID;
     }
     ev->route = MP_ROUTE_DEVICE_MESSAGE;
-    ev->payload_json = json_dumps(payload, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (!ev->payload_json || copy_id(wallet, &ev->wallet_id) || copy_id(device, &ev->device_id) ||
+    ev->payload_path = path;
+    if (copy_id(wallet, &ev->wallet_id) || copy_id(device, &ev->device_id) ||
         copy_id(physical, &ev->physical_device_id)) {
         *why = "out of memory";
         return MP_ERR_NOMEM;
@@ -217,16 +224,13 @@ static bool pending_signature(json_t *data)
     return json_is_string(status) && strcmp(json_string_value(status), "PENDING_SIGNATURE") == 0;
 }
 
-/* payload_json = {"eventType":<type>,"data":<data or null>}. */
+/* The payload, {"eventType":<type>,"data":<data>}, is built by the database. */
 static enum mp_result wakeup(json_t *root, struct mp_event *ev)
 {
-    json_t *data = json_object_get(root, "data");
-    json_t *payload =
-        json_pack("{s:s, s:O}", "eventType", ev->event_type, "data", data ? data : json_null());
+    (void)root;
     ev->route = MP_ROUTE_WALLET_WAKEUP;
-    ev->payload_json = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
-    json_decref(payload);
-    return ev->payload_json ? MP_OK : MP_ERR_NOMEM;
+    ev->payload_path = NULL;
+    return MP_OK;
 }
 
 static enum mp_result route(json_t *root, struct mp_event *ev, const char **why)
@@ -297,6 +301,5 @@ void mp_event_free(struct mp_event *ev)
     free(ev->wallet_id);
     free(ev->device_id);
     free(ev->physical_device_id);
-    free(ev->payload_json);
     memset(ev, 0, sizeof(*ev));
 }

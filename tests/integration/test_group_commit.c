@@ -146,7 +146,7 @@ static void check_race(const struct tx_env *e, struct tx_call *calls, int n, con
         if (strcmp(status_of(&calls[i]), "stored") == 0) {
             stored++;
             size_t used = strlen(answers);
-            snprintf(answers + used, sizeof(answers) - used, " %s", calls[i].resp);
+            snprintf(answers + used, sizeof(answers) - used, " [%d] %s", i, calls[i].resp);
         } else if (strcmp(status_of(&calls[i]), "duplicate") == 0) {
             dup++;
         } else {

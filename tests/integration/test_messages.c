@@ -310,6 +310,34 @@ static void test_wallet_message(void **state)
     tx_assert_counts(e->db, &before);
 }
 
+/* Devices whose token was found invalid still get their messages stored (the app may fetch
+ * them); only active tokens get a push row. */
+static void test_invalid_token_devices(void **state)
+{
+    struct tx_env *e = *state;
+    register_device(e, "inv", "alive");
+    register_device(e, "inv", "dead");
+    th_sql_exec(e->db, "UPDATE mpcpush.devices SET token_status = 'invalid', token_invalid_reason"
+                       " = 'UNREGISTERED' WHERE device_id = 'dead'");
+    struct th_response r;
+    post_device(&r, e, "inv", "dead", "{\"payload\":{\"to\":\"dead\"}}");
+    free(check_created(&r));
+    th_response_free(&r);
+    post_wallet(&r, e, "inv", "{\"payload\":{\"to\":\"all\"}}");
+    tx_assert_status(&r, 201);
+    json_t *list = json_object_get(r.json, "messages");
+    if (!json_is_array(list) || json_array_size(list) != 2)
+        fail_msg("want 2 messages, got %s", r.body);
+    th_response_free(&r);
+    assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM mpcpush.messages WHERE device_id ="
+                                        " 'dead'"),
+                     2);
+    assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM mpcpush.pushes p WHERE device_id ="
+                                        " 'alive' AND wanted_id = (SELECT max(id) FROM"
+                                        " mpcpush.messages WHERE device_id = 'alive')"),
+                     1);
+}
+
 static void test_large_payload(void **state)
 {
     struct tx_env *e = *state;
@@ -335,7 +363,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_device_message), T(test_payload_kinds), T(test_ttl),
         D(test_configured_ttls), T(test_device_message_errors), T(test_wallet_message),
-        T(test_large_payload),
+        T(test_invalid_token_devices), T(test_large_payload),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
