@@ -383,14 +383,14 @@ enum mp_result mp_http_start(const struct mp_http_options *options, struct mp_ht
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG | (family == AF_INET6 ? MHD_USE_IPv6 : 0);
     server->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_access, server, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(options->threads > 1 ? options->threads : 0),
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)options->max_connections,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)options->max_connections_per_ip,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)options->idle_timeout,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)options->connection_memory_bytes,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024U, MHD_OPTION_NOTIFY_COMPLETED, on_completed, server,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, server, MHD_OPTION_END);
+        flags, 0, NULL, NULL, on_access, server, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, server,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)(options->threads > 1 ? options->threads : 0), MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)options->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)options->max_connections_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)options->idle_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)options->connection_memory_bytes, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024U,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, server, MHD_OPTION_END);
     if (!server->daemon) {
         MP_ERROR("http_listen_failed", "listen=%s", options->listen);
         free(server);
