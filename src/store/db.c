@@ -158,15 +158,25 @@ void mp_db_pool_put(struct mp_db_pool *pool, PGconn *conn)
     if (!conn)
         return;
     bool keep = !mp_db_broken(conn) && PQtransactionStatus(conn) == PQTRANS_IDLE;
+    PGconn *stale[pool->size > 0 ? pool->size : 1];
+    int nstale = 0;
     pthread_mutex_lock(&pool->lock);
-    if (keep)
+    if (keep) {
         pool->idle[pool->idle_count++] = conn;
-    else
-        pool->open_count--;
-    pthread_cond_signal(&pool->returned);
+    } else {
+        /* A broken connection usually means the server restarted: the idle ones are dead
+         * too, so drop them rather than fail one request on each. */
+        pool->open_count -= 1 + pool->idle_count;
+        nstale = pool->idle_count;
+        memcpy(stale, pool->idle, sizeof(PGconn *) * (size_t)nstale);
+        pool->idle_count = 0;
+    }
+    pthread_cond_broadcast(&pool->returned);
     pthread_mutex_unlock(&pool->lock);
     if (!keep)
         PQfinish(conn);
+    for (int i = 0; i < nstale; i++)
+        PQfinish(stale[i]);
 }
 
 void mp_db_pool_free(struct mp_db_pool *pool)
