@@ -313,7 +313,13 @@ int emu_h2_done(struct emu_conn *conn)
         return 0;
     if (!nghttp2_session_want_read(conn->h2))
         return 1;
-    return conn->goaway_last >= 0 && conn->n_pendings == 0;
+    if (conn->goaway_last < 0)
+        return 0;
+    /* after our GOAWAY: done once the streams it still covers are finished */
+    for (const struct emu_stream *s = conn->streams; s; s = s->next)
+        if (s->id <= conn->goaway_last)
+            return 0;
+    return 1;
 }
 
 void emu_h2_free(struct emu_conn *conn)

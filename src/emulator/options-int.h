@@ -25,6 +25,7 @@ struct emu_options {
     int clock_skew;
     int max_connections;
     int log_requests;
+    int no_records;
     long seed;
     /* what the command line asked for besides serving */
     int help;

@@ -48,6 +48,8 @@ static const struct opt opts_table[] = {
      "write a throwaway service-account key file (mode 0600); alone: write it and exit"},
     {"max-connections", "N", OPT_INT, FIELD(max_connections), "10000", 1, 1000000, SERVES,
      "connections served at once; more are closed at once"},
+    {"no-records", NULL, OPT_FLAG, FIELD(no_records), NULL, 0, 0, SERVES,
+     "count accepted messages but do not record them (long benchmarks)"},
     {"project", "ID", OPT_STRING, FIELD(project), "mpcpush-emulator", 0, 0, 0,
      "project_id of a generated service account"},
     {"seed", "N", OPT_LONG, FIELD(seed), "0", 0, LONG_MAX, SERVES,

@@ -24,7 +24,7 @@ enum mp_result emu_record_append(struct emu_record *rec, int64_t at_ms, const ch
 /* Writes out what is buffered. */
 enum mp_result emu_record_flush(struct emu_record *rec) MP_MUSTCHECK;
 
-/* Flushes when something has waited for at least 100 ms (call it often). */
+/* Flushes when something has waited for 50 ms or more (call it every 50 ms). */
 void emu_record_tick(struct emu_record *rec, uint64_t now_ms);
 
 /* Appends every recorded line (only those for token when not NULL) to out. */

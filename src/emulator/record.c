@@ -15,7 +15,7 @@
 #include "mpcpush/log.h"
 
 #define FLUSH_BYTES (256 * 1024)
-#define FLUSH_MS    100
+#define FLUSH_MS    50 /* with the loop's 50 ms tick: on disk within 100 ms */
 #define READ_LIMIT  ((size_t)512 * 1024 * 1024)
 
 struct emu_record {

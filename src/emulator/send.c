@@ -10,7 +10,6 @@
 #include "gerror-int.h"
 #include "jsonstr-int.h"
 #include "message-int.h"
-#include "mpcpush/log.h"
 #include "record-int.h"
 #include "tokens-int.h"
 
@@ -64,7 +63,8 @@ static void accept_message(struct emu_server *srv, const char *project, const st
 {
     char name[512];
     message_name(srv, project, name, sizeof(name));
-    if (!send->validate_only &&
+    int record = !send->validate_only && !srv->opts->no_records;
+    if (record &&
         emu_record_append(srv->record, emu_unix_ms(), name, send->token, send->message_json)) {
         emu_gerror_status(resp, 500, "INTERNAL", "The emulator could not record the message.");
         reject(srv, EMU_ERR_INTERNAL);
@@ -75,10 +75,8 @@ static void accept_message(struct emu_server *srv, const char *project, const st
         mp_buf_puts(&resp->body, "}"))
         emu_response_set(resp, 503, NULL, 0);
     srv->stats.accepted++;
-    if (send->validate_only)
-        srv->stats.validate_only++;
-    else
-        srv->stats.recorded++;
+    srv->stats.validate_only += send->validate_only != 0;
+    srv->stats.recorded += record != 0;
 }
 
 static double rand01(void *ctx)
@@ -105,16 +103,6 @@ static int apply_faults(struct emu_server *srv, const struct emu_send *send, con
     resp->retry_after = hit.retry_after;
     reject(srv, hit.error);
     return 0;
-}
-
-static void log_send(const struct emu_server *srv, const struct emu_send *send,
-                     const struct emu_response *resp)
-{
-    char token[32];
-    if (srv->opts->log_requests)
-        MP_INFO("send", "status=%d action=%d token=%s delay_ms=%u", resp->status, (int)resp->action,
-                mp_log_redact(token, sizeof(token), send->token ? send->token : "-"),
-                resp->delay_ms);
 }
 
 void emu_send_handle(struct emu_server *srv, const struct emu_request *req, const char *project,
@@ -146,6 +134,5 @@ void emu_send_handle(struct emu_server *srv, const struct emu_request *req, cons
     if (apply_faults(srv, &send, project, resp))
         accept_message(srv, project, &send, resp);
 out:
-    log_send(srv, &send, resp);
     emu_send_free(&send);
 }

@@ -313,7 +313,7 @@ static void test_ack_bad_bodies(void **state)
     pu_register(e, "w-ackbad", "d");
     char *id = pu_enqueue(e, "w-ackbad", "d", "{}", 0);
     /* 1001 ids */
-    size_t size = 1001 * 8 + 32, used = 0;
+    size_t size = 1001 * 16 + 64, used = 0;
     char *many = malloc(size);
     used += (size_t)snprintf(many, size, "{\"ids\":[");
     for (int i = 0; i < 1001; i++)
