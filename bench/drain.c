@@ -64,7 +64,7 @@ struct drain_opts {
 static void parse_opts(int argc, char **argv, struct drain_opts *o)
 {
     *o = (struct drain_opts){.timeout = 300, .poll_ms = 5};
-    for (int i = 0; i + 1 < argc + 1 && i < argc; i += 2) {
+    for (int i = 0; i < argc; i += 2) {
         const char *name = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(name, "--db"))
             o->db = v;

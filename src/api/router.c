@@ -37,6 +37,9 @@ static const struct route routes[] = {
 static bool match(const char *pattern, const char *path, struct mp_route_params *params)
 {
     int captured = 0;
+    /* a route with one "*" leaves device_id (storage[1]) empty, never uninitialised */
+    for (int i = 0; i < MP_MAX_SEGMENTS; i++)
+        params->storage[i][0] = '\0';
     while (*path == '/')
         path++;
     for (;;) {

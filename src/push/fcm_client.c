@@ -233,18 +233,23 @@ static bool worth_retrying(CURLcode rc)
     }
 }
 
+/* Sets a no-answer result, keeping the time and attempts counted so far. */
 static void network_result(struct mp_fcm_result *r, CURLcode rc, const char *errbuf)
 {
+    double seconds = r->seconds;
+    int attempts = r->attempts;
     memset(r, 0, sizeof(*r));
+    r->seconds = seconds;
+    r->attempts = attempts;
     r->outcome = MP_FCM_NETWORK;
     r->retry_after = -1;
     snprintf(r->detail, sizeof(r->detail), "curl error %d: %s", (int)rc,
              errbuf && errbuf[0] ? errbuf : curl_easy_strerror(rc));
 }
 
-/* Hands request i to a free slot and the multi handle; false when the request failed at once
- * (its result is then set). */
-static bool start(struct pass *p, size_t i)
+/* Hands request i to a free slot and the multi handle; when that fails at once, the request
+ * gets its (final) network result instead. */
+static void start(struct pass *p, size_t i)
 {
     struct mp_fcm_client *c = p->c;
     struct xfer *x = &c->xfers[c->free_slots[c->nfree - 1]];
@@ -265,12 +270,11 @@ static bool start(struct pass *p, size_t i)
     if (mc != CURLM_OK) {
         network_result(&p->results[i], CURLE_OUT_OF_MEMORY, "cannot start the request");
         p->results[i].attempts++;
-        return false;
+        return;
     }
     x->busy = true;
     c->nfree--;
     p->running++;
-    return true;
 }
 
 static void release(struct pass *p, struct xfer *x)

@@ -233,15 +233,18 @@ static void process(struct mp_ingest *ingest, struct mp_ingest_job **jobs, int n
     atomic_fetch_add(&ingest->jobs, (unsigned long long)n);
     if (result)
         atomic_fetch_add(&ingest->failures, (unsigned long long)n);
-    for (int i = 0; i < n; i++) {
+    /* Twins are resolved before any job is reported: a reported job may be freed at once by
+     * the request that owns it, so earlier_twin must not look at it afterwards. */
+    for (int i = 0; i < n && !result; i++) {
         struct mp_ingest_job *twin = earlier_twin(jobs, i);
-        if (twin && !result) {
+        if (twin) {
             jobs[i]->duplicate = true;
             jobs[i]->event_id = 0;
             jobs[i]->result = twin->result;
         }
-        finish(jobs[i], result ? result : jobs[i]->result);
     }
+    for (int i = 0; i < n; i++)
+        finish(jobs[i], result ? result : jobs[i]->result);
 }
 
 static void *writer_main(void *arg)

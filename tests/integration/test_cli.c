@@ -242,9 +242,10 @@ static void test_apikey_create(void **state)
     assert_null(strpbrk(key, " \t\r"));
     /* Only a hash: the key text appears nowhere in the row, as text or as bytes. */
     char *lit = tx_lit(key);
-    assert_int_equal(tx_sql_longf(db, "SELECT count(*) FROM mpcpush.api_keys t"
-                                      " WHERE strpos(t::text, %s) > 0"
-                                      " OR position(convert_to(%s, 'UTF8') IN t.key_hash) > 0",
+    assert_int_equal(tx_sql_longf(db,
+                                  "SELECT count(*) FROM mpcpush.api_keys t"
+                                  " WHERE strpos(t::text, %s) > 0"
+                                  " OR position(convert_to(%s, 'UTF8') IN t.key_hash) > 0",
                                   lit, lit),
                      0);
     assert_int_equal(th_sql_long(db, "SELECT count(*) FROM mpcpush.api_keys"), 1);
@@ -319,8 +320,7 @@ int main(void)
         cmocka_unit_test(test_migrate_twice),
         cmocka_unit_test(test_migrate_concurrent),
         cmocka_unit_test(test_apikey_create),
-        cmocka_unit_test_setup_teardown(test_apikey_revoke_seen_by_receiver, tx_setup,
-                                        tx_teardown),
+        cmocka_unit_test_setup_teardown(test_apikey_revoke_seen_by_receiver, tx_setup, tx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -158,7 +158,8 @@ static void test_outage_and_recovery(void **state)
     struct poster posters[2];
     pthread_t threads[2];
     for (int i = 0; i < 2; i++) {
-        posters[i] = (struct poster){.env = e, .id = i, .posts = calloc(MAX_POSTS, sizeof(struct post))};
+        posters[i] =
+            (struct poster){.env = e, .id = i, .posts = calloc(MAX_POSTS, sizeof(struct post))};
         atomic_init(&posters[i].stop, false);
         pthread_create(&threads[i], NULL, poster_main, &posters[i]);
     }
@@ -235,8 +236,7 @@ static void test_outage_and_recovery(void **state)
             if (q->status == 200) {
                 ok++;
                 if (rows != 1)
-                    fail_msg("poster %d post %d answered 200 but is stored %ld times", i, k,
-                             rows);
+                    fail_msg("poster %d post %d answered 200 but is stored %ld times", i, k, rows);
             } else if (q->status == 503 && strcmp(q->code, "storage_unavailable") == 0) {
                 unavailable++;
                 if (rows > 1)

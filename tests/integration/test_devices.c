@@ -79,8 +79,8 @@ static void test_auth_required(void **state)
     snprintf(wrong, sizeof(wrong), "Authorization: Bearer mpk_%s", "x0000000000000000000000000");
     snprintf(basic, sizeof(basic), "Authorization: Basic %s", e->apikey);
     snprintf(trailing, sizeof(trailing), "%sX", e->auth);
-    const char *auths[] = {NULL, wrong, basic, trailing, "Authorization: Bearer ",
-                           "Authorization: Bearer"};
+    const char *auths[] = {
+        NULL, wrong, basic, trailing, "Authorization: Bearer ", "Authorization: Bearer"};
     const char *body = "{\"fcmToken\":\"abcdefgh\",\"platform\":\"ios\"}";
     const char *methods[] = {"PUT", "GET", "DELETE"};
     for (size_t a = 0; a < sizeof(auths) / sizeof(auths[0]); a++) {
@@ -135,8 +135,8 @@ static void test_register_and_get(void **state)
     assert_true(strncmp(get.content_type, "application/json", 16) == 0);
     /* registeredAt is about now. */
     char *lit = tx_lit(str_field(get.json, "registeredAt"));
-    long age = tx_sql_longf(e->db, "SELECT extract(epoch FROM now() - %s::timestamptz)::bigint",
-                            lit);
+    long age =
+        tx_sql_longf(e->db, "SELECT extract(epoch FROM now() - %s::timestamptz)::bigint", lit);
     if (age < -5 || age > 60)
         fail_msg("registeredAt is %ld s from now", age);
     /* The database row. */
@@ -153,7 +153,8 @@ static void test_register_and_get(void **state)
     tx_assert_status(&put, 201);
     check_state(&put, "wallet-1", "device-2", NULL, "ios", "tok-ios-123456", "active", NULL, 0);
     th_response_free(&put);
-    put_device(&put, e, "wallet-1", "device-3", "{\"fcmToken\":\"tok-web-abcdef\",\"platform\":\"web\"}");
+    put_device(&put, e, "wallet-1", "device-3",
+               "{\"fcmToken\":\"tok-web-abcdef\",\"platform\":\"web\"}");
     tx_assert_status(&put, 201);
     check_state(&put, "wallet-1", "device-3", NULL, "web", "tok-web-abcdef", "active", NULL, 0);
     th_response_free(&put);
@@ -222,8 +223,9 @@ static void test_invalid_token_status(void **state)
     tx_assert_status(&r, 200);
     check_state(&r, "w", "d", NULL, "android", "fresh-token-777777", "active", NULL, 0);
     th_response_free(&r);
-    assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM mpcpush.devices WHERE"
-                                        " token_status = 'active' AND token_invalid_reason IS NULL"),
+    assert_int_equal(th_sql_long(e->db,
+                                 "SELECT count(*) FROM mpcpush.devices WHERE"
+                                 " token_status = 'active' AND token_invalid_reason IS NULL"),
                      1);
 }
 
@@ -281,8 +283,8 @@ static void test_body_validation(void **state)
         fail_msg("token with \\u0000: want 400, got %ld %s", nul.status, nul.body);
     th_response_free(&nul);
     tx_assert_counts(e->db, &before);
-    const char *malformed[] = {"{", "not json", "[]", "[{\"fcmToken\":\"abcdefgh\"}]", "\"x\"",
-                               "42", "null", "{\"fcmToken\":\"abcdefgh\",}"};
+    const char *malformed[] = {"{",     "not json", "[]",   "[{\"fcmToken\":\"abcdefgh\"}]",
+                               "\"x\"", "42",       "null", "{\"fcmToken\":\"abcdefgh\",}"};
     for (size_t i = 0; i < sizeof(malformed) / sizeof(malformed[0]); i++)
         expect_put_error(e, "w", "d", malformed[i], 400, "malformed_json");
     /* The largest token is accepted. */
@@ -309,8 +311,8 @@ static void test_path_ids(void **state)
     id128[128] = '\0';
     memset(id129, 'y', 129);
     id129[129] = '\0';
-    const char *bad[] = {id129, "bad!id", "w%20x", "semi;colon", "caf%C3%A9", "quote%22",
-                         "tab%09x", "dollar$"};
+    const char *bad[] = {id129,       "bad!id",   "w%20x",   "semi;colon",
+                         "caf%C3%A9", "quote%22", "tab%09x", "dollar$"};
     struct tx_counts before;
     tx_counts(e->db, &before);
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

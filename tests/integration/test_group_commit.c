@@ -55,8 +55,8 @@ static void run_distinct(const struct tx_env *e, int n)
         char device[32];
         snprintf(device, sizeof(device), "dev-%d", i % 10);
         bodies[i] = device_message("gc", device, i);
-        sigs[i] = i % 2 ? tx_hdr_v1(tx_keys()->v1a, bodies[i])
-                        : tx_hdr_v1(tx_keys()->v1b, bodies[i]);
+        sigs[i] =
+            i % 2 ? tx_hdr_v1(tx_keys()->v1a, bodies[i]) : tx_hdr_v1(tx_keys()->v1b, bodies[i]);
         webhook_call(&calls[i], e, bodies[i], sigs[i]);
     }
     tx_http_parallel(calls, n);
@@ -69,8 +69,7 @@ static void run_distinct(const struct tx_env *e, int n)
                                         " mpcpush.webhook_events"),
                      n);
     assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM mpcpush.messages"), n);
-    assert_int_equal(th_sql_long(e->db, "SELECT count(DISTINCT payload) FROM mpcpush.messages"),
-                     n);
+    assert_int_equal(th_sql_long(e->db, "SELECT count(DISTINCT payload) FROM mpcpush.messages"), n);
     /* The eventIds are distinct. */
     for (int i = 0; i < n; i++)
         for (int k = i + 1; k < n; k++)
@@ -290,9 +289,8 @@ int main(void)
 #define T(f) cmocka_unit_test_setup_teardown(f, tx_setup, tx_teardown)
 #define D(f) cmocka_unit_test_setup_teardown(f, tx_setup_db, tx_teardown)
     const struct CMUnitTest tests[] = {
-        T(test_200_concurrent),   D(test_small_batches),
-        T(test_same_twice),       T(test_same_body_racing),
-        T(test_mixed_burst),      T(test_concurrent_api_messages),
+        T(test_200_concurrent),   D(test_small_batches), T(test_same_twice),
+        T(test_same_body_racing), T(test_mixed_burst),   T(test_concurrent_api_messages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -70,15 +70,14 @@ static void expect_405(const struct tx_env *e, const char *method, const char *p
     char url[256], hdrs[4096];
     snprintf(url, sizeof(url), "%s%s", e->proc.base, path);
     const char *headers[] = {e->auth, "Content-Type: application/json", NULL};
-    bool with_body = strcmp(method, "GET") != 0 && strcmp(method, "DELETE") != 0 &&
-                     strcmp(method, "HEAD") != 0;
+    bool with_body =
+        strcmp(method, "GET") != 0 && strcmp(method, "DELETE") != 0 && strcmp(method, "HEAD") != 0;
     struct th_response r;
     if (!tx_http_hdrs(&r, hdrs, sizeof(hdrs), method, url, headers, with_body ? "{}" : NULL,
                       with_body ? 2 : 0))
         fail_msg("%s %s: no answer", method, path);
     if (r.status != 405 || strcmp(th_error_code(&r), "method_not_allowed") != 0)
-        fail_msg("%s %s: want 405 method_not_allowed, got %ld %s", method, path, r.status,
-                 r.body);
+        fail_msg("%s %s: want 405 method_not_allowed, got %ld %s", method, path, r.status, r.body);
     tx_assert_error(&r, 405, "method_not_allowed");
     const char *allow = strcasestr(hdrs, "\nAllow:");
     if (!allow)
@@ -217,8 +216,7 @@ static void test_body_limit_configured(void **state)
     tx_send(fd, req, strlen(req));
     status = tx_read_status(fd, 5000, buf, sizeof(buf));
     if (status != 413)
-        fail_msg("chunked body of 3000 bytes over a 2048 limit: want 413, got %d: %s", status,
-                 buf);
+        fail_msg("chunked body of 3000 bytes over a 2048 limit: want 413, got %d: %s", status, buf);
     close(fd);
     free(req);
     tx_assert_counts(e->db, &before);
@@ -271,8 +269,8 @@ static void test_unsupported_media_type(void **state)
 {
     struct tx_env *e = *state;
     const char *dev = "{\"fcmToken\":\"abcdefgh\",\"platform\":\"android\"}";
-    const char *types[] = {"Content-Type: text/plain", "Content-Type:",
-                           "Content-Type: application/x-www-form-urlencoded",
+    const char *types[] = {"Content-Type: text/plain",
+                           "Content-Type:", "Content-Type: application/x-www-form-urlencoded",
                            "Content-Type: application/jsonx", "Content-Type: text/json"};
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
         expect_415(e, "PUT", "/v1/wallets/w/devices/d", dev, types[i], NULL);
@@ -319,8 +317,8 @@ static void test_large_header_block(void **state)
     struct th_response r;
     if (th_http_try(&r, "POST", url, headers, hook, strlen(hook))) {
         if (r.status >= 200 && r.status < 300)
-            fail_msg("webhook with an 8 KB header and 4 KB connection memory: got %ld %s",
-                     r.status, r.body);
+            fail_msg("webhook with an 8 KB header and 4 KB connection memory: got %ld %s", r.status,
+                     r.body);
         th_response_free(&r);
     }
     const char *dev = "{\"fcmToken\":\"abcdefgh\",\"platform\":\"android\"}";

@@ -109,8 +109,14 @@ static void test_payload_kinds(void **state)
 {
     struct tx_env *e = *state;
     register_device(e, "w", "d");
-    const char *payloads[] = {"{}",     "[]",   "[1,\"two\",{\"3\":null}]", "\"a string\"",
-                              "0",      "-1.5", "true",                      "false",
+    const char *payloads[] = {"{}",
+                              "[]",
+                              "[1,\"two\",{\"3\":null}]",
+                              "\"a string\"",
+                              "0",
+                              "-1.5",
+                              "true",
+                              "false",
                               "\"h\\u00e9llo \\u2713\"",
                               "{\"nested\":{\"deep\":[{\"x\":null}]}}"};
     for (size_t i = 0; i < sizeof(payloads) / sizeof(payloads[0]); i++) {
@@ -223,8 +229,13 @@ static void test_device_message_errors(void **state)
             fail_msg("%s: want 400 invalid_request, got %ld %s", invalid[i], r.status, r.body);
         th_response_free(&r);
     }
-    const char *malformed[] = {"", "{", "{\"payload\":}", "[{\"payload\":1}]", "\"payload\"",
-                               "null", "{\"payload\":1} trailing"};
+    const char *malformed[] = {"",
+                               "{",
+                               "{\"payload\":}",
+                               "[{\"payload\":1}]",
+                               "\"payload\"",
+                               "null",
+                               "{\"payload\":1} trailing"};
     for (size_t i = 0; i < sizeof(malformed) / sizeof(malformed[0]); i++) {
         post_device(&r, e, "w", "d", malformed[i]);
         if (r.status != 400 || strcmp(th_error_code(&r), "malformed_json") != 0)
@@ -361,8 +372,8 @@ int main(void)
 #define T(f) cmocka_unit_test_setup_teardown(f, tx_setup, tx_teardown)
 #define D(f) cmocka_unit_test_setup_teardown(f, tx_setup_db, tx_teardown)
     const struct CMUnitTest tests[] = {
-        T(test_device_message), T(test_payload_kinds), T(test_ttl),
-        D(test_configured_ttls), T(test_device_message_errors), T(test_wallet_message),
+        T(test_device_message),        T(test_payload_kinds),         T(test_ttl),
+        D(test_configured_ttls),       T(test_device_message_errors), T(test_wallet_message),
         T(test_invalid_token_devices), T(test_large_payload),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -788,6 +788,30 @@ static void test_emu_bad_access_token(void **state)
     mp_fcm_client_free(c);
 }
 
+/* The dispatcher's cycle after FCM refuses the access token: invalidate, fetch, resend. */
+static void test_emu_expired_token_cycle(void **state)
+{
+    struct emu *e = emu_fresh(state);
+    struct mp_fcm_client *c = emu_client(e, true, 1, 10);
+    struct batch b;
+    batch_make(&b, 20);
+    long tokens = emu_stat(e, "token_requests");
+    json_decref(emu_call(e, "POST", "/emulator/expire-tokens", NULL));
+    assert_int_equal(mp_fcm_send_batch(c, e->token, b.reqs, b.n, b.results), MP_OK);
+    assert_int_equal(count_outcome(&b, MP_FCM_UNAUTHENTICATED), b.n);
+    for (size_t i = 0; i < b.n; i++)
+        mp_oauth_invalidate(e->oauth, e->token); /* one per 401: a single refresh */
+    char fresh[MP_OAUTH_TOKEN_MAX];
+    assert_int_equal(mp_oauth_token(e->oauth, fresh, sizeof(fresh)), MP_OK);
+    assert_string_not_equal(fresh, e->token);
+    assert_int_equal(emu_stat(e, "token_requests"), tokens + 1);
+    memcpy(e->token, fresh, sizeof(fresh));
+    assert_int_equal(mp_fcm_send_batch(c, e->token, b.reqs, b.n, b.results), MP_OK);
+    expect_all_ok(&b);
+    batch_free(&b);
+    mp_fcm_client_free(c);
+}
+
 static void test_emu_throughput(void **state)
 {
     struct emu *e = emu_fresh(state);
@@ -835,6 +859,7 @@ int main(void)
         cmocka_unit_test(test_emu_slow_answer_times_out),
         cmocka_unit_test(test_emu_plain_http1),
         cmocka_unit_test(test_emu_bad_access_token),
+        cmocka_unit_test(test_emu_expired_token_cycle),
         cmocka_unit_test(test_emu_throughput),
     };
     signal(SIGPIPE, SIG_IGN);

@@ -1,0 +1,19 @@
+-- Scenario 2: exactly :count wakeups owed, one per device first .. first+count-1, each for one
+-- new pending message (what the ingest statement leaves behind). Everything owed before is
+-- marked covered so that only these are sent. -v first=K -v count=N
+\set ON_ERROR_STOP on
+BEGIN;
+UPDATE mpcpush.pushes SET covered_id = wanted_id, state = 'sent', lease_id = NULL
+WHERE wanted_id > covered_id;
+WITH m AS (
+    INSERT INTO mpcpush.messages (wallet_id, device_id, source, payload, expires_at)
+    SELECT 'w' || k, 'd' || k, 'api', jsonb_build_object('bench', k), now() + interval '1 day'
+    FROM generate_series(:first::bigint, :first::bigint + :count - 1) k
+    RETURNING wallet_id, device_id, id)
+INSERT INTO mpcpush.pushes AS p (wallet_id, device_id, wanted_id)
+SELECT wallet_id, device_id, id FROM m
+ON CONFLICT (wallet_id, device_id) DO UPDATE SET
+    wanted_id = greatest(p.wanted_id, EXCLUDED.wanted_id), due_at = now(), state = 'ready',
+    attempts = 0, lease_id = NULL;
+COMMIT;
+VACUUM ANALYZE mpcpush.pushes;
