@@ -98,4 +98,5 @@ install(CODE [==[
   file(INSTALL DESTINATION "${MPCPUSH_CONFDIR}" TYPE FILE
        FILES "${staging}/etc/mpcpush.conf.example"
        PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
+  file(REMOVE_RECURSE "${staging}")
 ]==] COMPONENT mpcpush)

@@ -8,6 +8,9 @@
 #define MP_ID_MAX    128  /* wallet, device, physical device and key names */
 #define MP_TOKEN_MAX 4096 /* FCM registration tokens are ~160 bytes; leave room */
 
+/* Where the system's trusted roots live (hashed, OpenSSL-style); MPCPUSH_CA_FILE adds to it. */
+#define MP_SYSTEM_CA_PATH "/etc/ssl/certs"
+
 /* 1..MP_ID_MAX bytes of [A-Za-z0-9._:-]. */
 bool mp_valid_id(const char *id, size_t len);
 

@@ -3,6 +3,7 @@
  * recycled through a free list. A batch runs in passes: the first sends everything; requests
  * that got no HTTP answer at all (reset, GOAWAY, timeout, connect failure) are sent once more
  * in a second pass, on new connections. */
+#include "mpcpush/validate.h"
 #include "mpcpush/fcm.h"
 
 #include <curl/curl.h>
@@ -202,8 +203,10 @@ static CURL *new_easy(const struct mp_fcm_client *c, struct xfer *x)
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-    if (c->ca_file)
+    if (c->ca_file) { /* an extra bundle: the system's roots stay trusted */
         curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
+        curl_easy_setopt(e, CURLOPT_CAPATH, MP_SYSTEM_CA_PATH);
+    }
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);

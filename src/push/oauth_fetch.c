@@ -2,6 +2,7 @@
  * an RS256 assertion signed with the service-account key, posted form-encoded; the answer is
  * {"access_token","expires_in","token_type"} or an RFC 6749 error. Secrets (the assertion, the
  * access token) are wiped from every buffer that held them. */
+#include "mpcpush/validate.h"
 #include "oauth-int.h"
 
 #include <ctype.h>
@@ -88,8 +89,10 @@ static enum mp_result post_form(const struct mp_oauth_key *key, const char *body
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
-    if (key->ca_file)
+    if (key->ca_file) { /* an extra bundle: the system's roots stay trusted */
         curl_easy_setopt(curl, CURLOPT_CAINFO, key->ca_file);
+        curl_easy_setopt(curl, CURLOPT_CAPATH, MP_SYSTEM_CA_PATH);
+    }
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, resp);
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);

@@ -1,6 +1,7 @@
 /* JSON Web Key Sets for Fireblocks-Webhook-Signature (v2): where a set comes from (a file, or an
  * https URL fetched with libcurl under size and time limits), turning its RSA keys into
  * EVP_PKEYs with the OpenSSL 3 provider API, and the base64 codecs the verifier shares. */
+#include "mpcpush/validate.h"
 #include "webhook/jwks-int.h"
 
 #include <curl/curl.h>
@@ -266,6 +267,8 @@ static CURLcode fetch_setup(CURL *curl, const struct mp_jwks_source *src, struct
         rc = curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
     if (!rc && src->ca_file)
         rc = curl_easy_setopt(curl, CURLOPT_CAINFO, src->ca_file);
+    if (!rc && src->ca_file) /* an extra bundle: the system's roots stay trusted */
+        rc = curl_easy_setopt(curl, CURLOPT_CAPATH, MP_SYSTEM_CA_PATH);
     if (!rc)
         rc = curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     if (!rc)
