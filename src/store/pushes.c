@@ -76,7 +76,8 @@ static const char record_sql[] =
 
 static const char pause_sql[] =
     "INSERT INTO mpcpush.fcm_pauses AS f (project_id, paused_until, reason)"
-    " VALUES ($1, now() + make_interval(secs => CASE WHEN $3::int >= 0 THEN $3::int ELSE 60 END),"
+    " VALUES ($1, now() + make_interval(secs => CASE WHEN $3::int >= 0 THEN $3::int"
+    "  ELSE least($4::int, 60) END),"
     "  $2)"
     " ON CONFLICT (project_id) DO UPDATE SET strikes = f.strikes + 1, reason = $2,"
     "  updated_at = now(),"

@@ -204,7 +204,7 @@ static void test_unavailable_retry_after_attempts(void **state)
     long long t1 = seen_errors(env, "UNAVAILABLE", 1, 10000);
     wait_push(env->t.db, "d",
               "state = 'retry' AND attempts = 1 AND lease_id IS NULL AND"
-              " due_at > now() + interval '0.5 seconds' AND last_error LIKE 'unavailable%'",
+              " due_at > now() + interval '0.3 seconds' AND last_error LIKE 'unavailable%'",
               500);
     long long t2 = seen_errors(env, "UNAVAILABLE", 2, 5000);
     wait_push(env->t.db, "d", "state = 'retry' AND attempts = 2", 500);
