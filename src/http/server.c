@@ -340,6 +340,36 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     request_free(req);
 }
 
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes %XX in place, except %00: a NUL would silently cut a C string short ("d%00evil"
+ * would become "d"), so it is left encoded and the id validation refuses it. */
+static size_t on_unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+    char *out = s;
+    for (const char *in = s; *in; in++) {
+        int hi, lo;
+        if (in[0] == '%' && (hi = hex_value(in[1])) >= 0 && (lo = hex_value(in[2])) >= 0 &&
+            (hi || lo)) {
+            *out++ = (char)(hi * 16 + lo);
+            in += 2;
+        } else {
+            *out++ = *in;
+        }
+    }
+    *out = '\0';
+    return (size_t)(out - s);
+}
+
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -390,7 +420,8 @@ enum mp_result mp_http_start(const struct mp_http_options *options, struct mp_ht
         (unsigned)options->max_connections_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)options->idle_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)options->connection_memory_bytes, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024U,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, server, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, server, MHD_OPTION_UNESCAPE_CALLBACK,
+        on_unescape, server, MHD_OPTION_END);
     if (!server->daemon) {
         MP_ERROR("http_listen_failed", "listen=%s", options->listen);
         free(server);

@@ -238,7 +238,7 @@ static enum mp_result route(json_t *root, struct mp_event *ev, const char **why)
     json_t *data = json_object_get(root, "data");
     if (!json_is_object(data))
         data = NULL;
-    if (ev->api_version == 1 && strcmp(ev->event_type, "NCW_DEVICE_MESSAGE") == 0)
+    if (strcmp(ev->event_type, "NCW_DEVICE_MESSAGE") == 0)
         return device_message(root, data, ev, why);
     ev->route = MP_ROUTE_INBOX_ONLY;
     if (copy_id(wallet_member(root, data), &ev->wallet_id) ||

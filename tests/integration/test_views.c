@@ -234,7 +234,7 @@ static void test_push_progress_states(void **state)
                      1);
     assert_status_row(e->db, "w-v", "d", "android|...456789|active|-|1|oldest|retry|2|next");
     char *problem = th_sql_text(e->db, "SELECT concat_ws('|', device_id, push_state, push_attempts,"
-                                       " push_last_error, pending, next_attempt_at > now())"
+                                       " push_last_error, pending, (next_attempt_at > now())::text)"
                                        " FROM mpcpush.push_problems");
     assert_string_equal(problem, "d|retry|2|UNAVAILABLE|1|true");
     free(problem);
