@@ -3,28 +3,32 @@
 -- inbox event (SHA-256 dedupe key, raw body of the same size), the message (payload taken from
 -- the body) and the push-state upsert.
 \set k random(1, :devices)
-WITH b AS (
-    SELECT format('{"type":"NCW_DEVICE_MESSAGE","tenantId":"pgbench","timestamp":%s,'
+WITH v AS (
+    SELECT 'w' || :k::bigint AS wallet_id, 'd' || :k::bigint AS device_id, :k::bigint AS k,
+           :payload::int AS payload, nextval('bench.pgbench_seq') AS s),
+b AS (
+    SELECT v.*,
+           format('{"type":"NCW_DEVICE_MESSAGE","tenantId":"pgbench","timestamp":%s,'
                   '"walletId":"w%s","deviceId":"d%s","message":{"seq":%s,"data":"%s"}}',
-                  1764000000000 + s, :k, :k, s,
-                  substr(repeat(md5(s::text), :payload / 32 + 1), 1, :payload)) AS raw
-    FROM (SELECT nextval('bench.pgbench_seq') AS s) q),
+                  1764000000000 + s, k, k, s,
+                  substr(repeat(md5(s::text), payload / 32 + 1), 1, payload)) AS raw
+    FROM v),
 ev AS (
     INSERT INTO mpcpush.webhook_events
         (dedupe_key, api_version, event_type, wallet_id, device_id, raw_body)
     SELECT 'sha256:' || encode(sha256(convert_to(raw, 'UTF8')), 'hex'), 1, 'NCW_DEVICE_MESSAGE',
-           'w' || :k, 'd' || :k, raw
+           wallet_id, device_id, raw
     FROM b
     ON CONFLICT (dedupe_key) DO NOTHING
-    RETURNING id, raw_body),
+    RETURNING id, wallet_id, device_id, raw_body),
 msg AS (
     INSERT INTO mpcpush.messages (wallet_id, device_id, id, source, event_id, payload, expires_at)
-    SELECT 'w' || :k, 'd' || :k, nextval('mpcpush.messages_id_seq'), 'webhook', ev.id,
-           ev.raw_body::jsonb -> 'message', now() + interval '86400 seconds'
+    SELECT wallet_id, device_id, nextval('mpcpush.messages_id_seq'), 'webhook', id,
+           raw_body::jsonb -> 'message', now() + interval '86400 seconds'
     FROM ev
-    RETURNING id)
+    RETURNING wallet_id, device_id, id)
 INSERT INTO mpcpush.pushes AS p (wallet_id, device_id, wanted_id)
-SELECT 'w' || :k, 'd' || :k, id FROM msg
+SELECT wallet_id, device_id, id FROM msg
 ON CONFLICT (wallet_id, device_id) DO UPDATE SET
     wanted_id = greatest(p.wanted_id, EXCLUDED.wanted_id),
     due_at = CASE WHEN p.wanted_id > p.covered_id THEN p.due_at ELSE now() END,

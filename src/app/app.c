@@ -39,8 +39,15 @@ struct app {
     struct mp_http_server *metrics_http;
     struct mp_dispatcher *dispatcher;
     PGconn *chores; /* connection for periodic work, (re)opened on demand */
-    bool pruner;    /* this process holds the pruning lock on `chores` */
+    pthread_t chores_thread;
+    bool chores_started;
+    pthread_mutex_t chores_lock;
+    pthread_cond_t chores_wake;
+    bool chores_stop, refresh_now; /* under chores_lock */
+    bool pruner;                   /* this process holds the pruning lock on `chores` */
 };
+
+static void chores_signal(struct app *app, bool stop);
 
 /* Refuses to serve a database whose schema does not match this binary. An unreachable
  * database is not fatal: the process starts and recovers when the database comes. */
@@ -252,7 +259,7 @@ static void reload(struct app *app)
         mp_config_apply_log_level(&fresh);
         if (app->roles & MP_ROLE_RECEIVER) {
             reload_fireblocks(app, &fresh, &errors);
-            refresh_keys(app);
+            chores_signal(app, false);
         }
         if (app->dispatcher && mp_dispatcher_reload(app->dispatcher, &fresh, &errors) != MP_OK) {
             char detail[1024];
@@ -266,10 +273,51 @@ static void reload(struct app *app)
     sd_notify(0, "READY=1\nSTATUS=Running");
 }
 
-/* Waits for a signal, running the chores once a second. Returns the signal. */
+/* The chores thread: API key refresh and pruning, off the signal loop so that a slow
+ * database never delays a reload, a shutdown or the watchdog. */
+static void *chores_main(void *arg)
+{
+    struct app *app = arg;
+    time_t last_refresh = time(NULL), last_prune = 0;
+    pthread_mutex_lock(&app->chores_lock);
+    while (!app->chores_stop) {
+        bool refresh = app->refresh_now || time(NULL) - last_refresh >= APIKEY_REFRESH_SECONDS;
+        bool do_prune = time(NULL) - last_prune >= app->cfg->prune_interval_seconds;
+        app->refresh_now = false;
+        pthread_mutex_unlock(&app->chores_lock);
+        if (refresh && (app->roles & MP_ROLE_RECEIVER)) {
+            refresh_keys(app);
+            last_refresh = time(NULL);
+        }
+        if (do_prune) {
+            prune(app);
+            last_prune = time(NULL);
+        }
+        pthread_mutex_lock(&app->chores_lock);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 1;
+        if (!app->chores_stop && !app->refresh_now)
+            pthread_cond_timedwait(&app->chores_wake, &app->chores_lock, &until);
+    }
+    pthread_mutex_unlock(&app->chores_lock);
+    return NULL;
+}
+
+static void chores_signal(struct app *app, bool stop)
+{
+    pthread_mutex_lock(&app->chores_lock);
+    if (stop)
+        app->chores_stop = true;
+    else
+        app->refresh_now = true;
+    pthread_cond_signal(&app->chores_wake);
+    pthread_mutex_unlock(&app->chores_lock);
+}
+
+/* Waits for SIGTERM or SIGINT, handling SIGHUP and feeding the watchdog. Returns the signal. */
 static int wait_for_stop(struct app *app, const sigset_t *signals)
 {
-    time_t last_refresh = time(NULL), last_prune = 0;
     uint64_t watchdog_usec = 0;
     bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0;
     for (;;) {
@@ -281,15 +329,6 @@ static int wait_for_stop(struct app *app, const sigset_t *signals)
             reload(app);
         if (watchdog)
             sd_notify(0, "WATCHDOG=1");
-        if ((app->roles & MP_ROLE_RECEIVER) &&
-            time(NULL) - last_refresh >= APIKEY_REFRESH_SECONDS) {
-            refresh_keys(app);
-            last_refresh = time(NULL);
-        }
-        if (time(NULL) - last_prune >= app->cfg->prune_interval_seconds) {
-            prune(app);
-            last_prune = time(NULL);
-        }
     }
 }
 
@@ -333,10 +372,18 @@ int mp_app_run(const struct mp_config *cfg, const char *config_file, unsigned ro
     MP_INFO("started", "version=%s receiver=%s dispatcher=%s", MPCPUSH_VERSION,
             roles & MP_ROLE_RECEIVER ? "true" : "false",
             roles & MP_ROLE_DISPATCHER ? "true" : "false");
+    pthread_mutex_init(&app.chores_lock, NULL);
+    pthread_cond_init(&app.chores_wake, NULL);
+    app.chores_started = pthread_create(&app.chores_thread, NULL, chores_main, &app) == 0;
     sd_notify(0, "READY=1\nSTATUS=Running");
     int sig = wait_for_stop(&app, &signals);
     sd_notify(0, "STOPPING=1\nSTATUS=Draining");
     MP_INFO("stopping", "signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    chores_signal(&app, true);
+    if (app.chores_started)
+        pthread_join(app.chores_thread, NULL);
+    pthread_cond_destroy(&app.chores_wake);
+    pthread_mutex_destroy(&app.chores_lock);
     stop_all(&app);
     MP_INFO("stopped", "");
     return 0;

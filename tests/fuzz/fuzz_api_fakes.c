@@ -1,7 +1,7 @@
 /* Fakes for fuzz_api: the HTTP adapter (every function of include/mpcpush/http.h that the API
  * calls), the store modules the handlers use (db pool, devices, messages, API key cache), the
  * group-commit writer and the long-poll registry. Defining them here keeps the real ones
- * (src/http/server.c, src/store/*.c, src/api/waiters.c) out of the link: a handler that starts
+ * (src/http/server.c, the modules of src/store, src/api/waiters.c) out of the link: a handler that starts
  * calling one more function of those modules makes the link fail with "multiple definition",
  * and the function then needs a fake here too.
  *
@@ -19,6 +19,7 @@
 
 #include "api/api-int.h"
 #include "fuzz_api.h"
+#include "mpcpush/devices.h"
 #include "mpcpush/fbverify.h"
 #include "mpcpush/messages.h"
 #include "mpcpush/metrics.h"

@@ -4,11 +4,14 @@
 #define _GNU_SOURCE
 #include "harness_extra.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 struct outage {
@@ -25,12 +28,32 @@ static int pg(const struct outage *o, const char *verb, bool fresh, char *out, s
     return tx_shell(cmd, out, size);
 }
 
+/* A free port below the kernel's ephemeral range, so that no client socket takes it while the
+ * cluster is down (th_free_port's ports come from that range). */
+static int stable_port(void)
+{
+    for (int tries = 0; tries < 200; tries++) {
+        int port = 20000 + (int)(random() % 12000);
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in addr = {.sin_family = AF_INET,
+                                   .sin_port = htons((uint16_t)port),
+                                   .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        bool ok = fd >= 0 && bind(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0;
+        if (fd >= 0)
+            close(fd);
+        if (ok)
+            return port;
+    }
+    return th_free_port();
+}
+
 static int setup(void **state)
 {
     struct outage *o = calloc(1, sizeof(*o));
     *state = o;
     o->dir = th_tempdir("mpcpush-outage-pg");
-    o->port = th_free_port();
+    srandom((unsigned)getpid() ^ (unsigned)tx_now_ms());
+    o->port = stable_port();
     char out[4096];
     if (pg(o, "start", true, out, sizeof(out)) != 0)
         fail_msg("scripts/pg start: %s", out);
@@ -195,8 +218,12 @@ static void test_outage_and_recovery(void **state)
     sleep(2);
 
     /* It comes back on the same port; the receiver recovers without a restart. */
-    if (pg(o, "start", false, out, sizeof(out)) != 0)
-        fail_msg("scripts/pg start (again): %s", out);
+    int started = -1;
+    for (int attempt = 0; attempt < 5 && started != 0; attempt++)
+        if ((started = pg(o, "start", false, out, sizeof(out))) != 0)
+            sleep(1);
+    if (started != 0)
+        fail_msg("scripts/pg start (again, port %d): %s", o->port, out);
     long restarted = tx_now_ms();
     bool recovered = false;
     int n = 0;

@@ -77,8 +77,7 @@ static void check_data(const json_t *rec, const char *wallet, const char *device
     free(text);
 }
 
-static void check_db_sent(const char *db, const char *wallet, const char *device,
-                          const json_t *rec)
+static void check_db_sent(const char *db, const char *wallet, const char *device, const json_t *rec)
 {
     wait_sent(db, wallet, device, 5000);
     char *name = tx_sql_textf(db,
@@ -264,8 +263,8 @@ static void parallel_chunk(struct eu_env *env, int from, bool messages)
         if (messages)
             snprintf(bodies[k], sizeof(bodies[k]), "{\"payload\":{\"i\":%d}}", i);
         else
-            snprintf(bodies[k], sizeof(bodies[k]), "{\"fcmToken\":\"%s\",\"platform\":\"%s\"}",
-                     tok, i % 3 ? "android" : "ios");
+            snprintf(bodies[k], sizeof(bodies[k]), "{\"fcmToken\":\"%s\",\"platform\":\"%s\"}", tok,
+                     i % 3 ? "android" : "ios");
         calls[k].headers[0] = env->t.auth;
         calls[k].headers[1] = "Content-Type: application/json";
         calls[k].body = bodies[k];

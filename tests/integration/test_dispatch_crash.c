@@ -32,9 +32,8 @@ static void devices(struct eu_env *env, const char *tag, int from, int to, bool 
             if (messages)
                 snprintf(bodies[k], sizeof(bodies[k]), "{\"payload\":{\"i\":%d}}", i);
             else
-                snprintf(bodies[k], sizeof(bodies[k]),
-                         "{\"fcmToken\":\"%s\",\"platform\":\"%s\"}", tok,
-                         i % 2 ? "ios" : "android");
+                snprintf(bodies[k], sizeof(bodies[k]), "{\"fcmToken\":\"%s\",\"platform\":\"%s\"}",
+                         tok, i % 2 ? "ios" : "android");
             calls[k].headers[0] = env->t.auth;
             calls[k].headers[1] = "Content-Type: application/json";
             calls[k].body = bodies[k];
@@ -222,8 +221,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_sigkill_mid_batch_leases_expire, eu_setup,
                                         eu_teardown),
-        cmocka_unit_test_setup_teardown(test_drop_and_goaway_lose_nothing, eu_setup,
-                                        eu_teardown),
+        cmocka_unit_test_setup_teardown(test_drop_and_goaway_lose_nothing, eu_setup, eu_teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_drains_batch, eu_setup, eu_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

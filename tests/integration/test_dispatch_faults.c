@@ -245,7 +245,7 @@ static void test_third_party_auth_keeps_token(void **state)
               " AND due_at > now() + interval '30 seconds'",
               3000);
     usleep(1500000);
-    assert_int_equal(eu_stat(&env->emu, "send_requests"), 1); /* retried slowly */
+    assert_int_equal(eu_stat(&env->emu, "send_requests"), 1);  /* retried slowly */
     assert_int_equal(eu_stat(&env->emu, "token_requests"), 1); /* not our access token */
     assert_int_equal(th_sql_long(env->t.db, "SELECT count(*) FROM mpcpush.devices WHERE"
                                             " token_status = 'active'"),
@@ -284,8 +284,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dead_tokens_invalidated_and_revived, eu_setup,
                                         eu_teardown),
         cmocka_unit_test_setup_teardown(test_invalid_argument_not_resent, eu_setup, eu_teardown),
-        cmocka_unit_test_setup_teardown(test_third_party_auth_keeps_token, eu_setup,
-                                        eu_teardown),
+        cmocka_unit_test_setup_teardown(test_third_party_auth_keeps_token, eu_setup, eu_teardown),
         cmocka_unit_test_setup_teardown(test_give_up_at_expiry, eu_setup, eu_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

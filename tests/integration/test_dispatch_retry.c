@@ -38,8 +38,7 @@ static void fault(const struct eu_env *env, const char *token, const char *error
 
 /* Samples by_error[error] every 5 ms until it reaches want; returns the wall clock (unix ms)
  * at which that was seen: no earlier than the rejection, and at most a few ms later. */
-static long long seen_errors(const struct eu_env *env, const char *error, long want,
-                             int timeout_ms)
+static long long seen_errors(const struct eu_env *env, const char *error, long want, int timeout_ms)
 {
     long got = 0;
     for (long deadline = tx_now_ms() + timeout_ms; tx_now_ms() < deadline; usleep(5000))
@@ -113,8 +112,7 @@ static void test_quota_retry_after_pauses_project(void **state)
     printf("quota refused at +0, delivered q at +%lld ms, b at +%lld ms\n", at_q - refused,
            at_b - refused);
     if (at_q < refused + 2000 - SLACK || at_b < refused + 2000 - SLACK)
-        fail_msg("sent before Retry-After: q +%lld ms, b +%lld ms", at_q - refused,
-                 at_b - refused);
+        fail_msg("sent before Retry-After: q +%lld ms, b +%lld ms", at_q - refused, at_b - refused);
     if (at_q > refused + 4000 || at_b > refused + 4000)
         fail_msg("too long after the pause: q +%lld ms, b +%lld ms", at_q - refused,
                  at_b - refused);

@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include "pickup_util.h"
 
+#include <libpq-fe.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -303,6 +304,106 @@ static void test_wallet_message_wakes_long_ids(void **state)
     pu_multi_free(m);
 }
 
+/* Two receivers commit messages for one device out of id order: receiver A has drawn the ids of
+ * a wallet-wide message but its commit is held up (another session holds the push row of one of
+ * the wallet's devices, as a dispatcher's claim or a concurrent ingest does), while receiver B
+ * stores a newer message for device d-b and commits first. The device fetches and acknowledges
+ * up to that newer id, then long-polls after it. When A's message commits it is pending for
+ * d-b: the device must still be woken for it and its long-poll must get it. */
+static void test_out_of_order_commits_across_receivers(void **state)
+{
+    struct tx_env *e = *state;
+    struct th_proc *const o = &second;
+    start_second(o, e, NULL);
+    struct tx_env via_b = *e;
+    via_b.proc = *o;
+    pu_register(e, "w-ooo", "d-a");
+    pu_register(e, "w-ooo", "d-b");
+    /* Start from a clean slate: both devices have a push row, nothing owed. */
+    char body[128];
+    for (int i = 0; i < 2; i++) {
+        const char *d = i ? "d-b" : "d-a";
+        char *id = pu_enqueue(e, "w-ooo", d, "{\"warm\":1}", 0);
+        snprintf(body, sizeof(body), "{\"upTo\":\"%s\"}", id);
+        assert_int_equal(pu_ack(e, "w-ooo", d, body), 1);
+        free(id);
+    }
+
+    PGconn *holder = PQconnectdb(e->db);
+    assert_int_equal(PQstatus(holder), CONNECTION_OK);
+    PQclear(PQexec(holder, "BEGIN"));
+    PGresult *res = PQexec(holder, "SELECT 1 FROM mpcpush.pushes WHERE wallet_id = 'w-ooo'"
+                                   " AND device_id = 'd-a' FOR UPDATE");
+    assert_int_equal(PQntuples(res), 1);
+    PQclear(res);
+
+    /* A: the wallet-wide message (ids drawn, commit waiting for the row). */
+    struct pu_multi *m = pu_multi_new();
+    int wide = pu_multi_add(m, e, e->proc.base, "POST", "/v1/wallets/w-ooo/messages",
+                            "{\"payload\":{\"from\":\"A\"}}");
+    long deadline = tx_now_ms() + 5000;
+    while (tx_now_ms() < deadline &&
+           th_sql_long(e->db, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type ="
+                              " 'Lock' AND datname = current_database()") == 0)
+        pu_multi_run(m, 50);
+    assert_false(pu_multi_done(m, wide));
+    /* B: a newer message for d-b, committed at once; the device takes it and acknowledges. */
+    char *newer = pu_enqueue(&via_b, "w-ooo", "d-b", "{\"from\":\"B\"}", 0);
+    json_t *page = pu_fetch(e, "w-ooo", "d-b", NULL);
+    assert_int_equal(pu_count(page), 1);
+    assert_string_equal(pu_id(page, 0), newer);
+    json_decref(page);
+    snprintf(body, sizeof(body), "{\"upTo\":\"%s\"}", newer);
+    assert_int_equal(pu_ack(e, "w-ooo", "d-b", body), 1);
+    char path[256], query[64];
+    snprintf(query, sizeof(query), "after=%s&wait=5", newer);
+    messages_path(path, sizeof(path), "w-ooo", "d-b", query);
+    int poll = pu_multi_add(m, e, e->proc.base, "GET", path, NULL);
+    pu_multi_run(m, 500);
+
+    /* A commits. */
+    PQclear(PQexec(holder, "COMMIT"));
+    PQfinish(holder);
+    assert_int_equal(pu_multi_wait(m, wide, wide + 1, 5000), 1);
+    if (pu_multi_status(m, wide) != 201)
+        fail_msg("wallet-wide message: %ld %s", pu_multi_status(m, wide), pu_multi_body(m, wide));
+    const char *older = NULL;
+    json_t *made = json_object_get(pu_multi_json(m, wide), "messages");
+    for (size_t k = 0; k < json_array_size(made); k++)
+        if (strcmp(json_string_value(json_object_get(json_array_get(made, k), "deviceId")),
+                   "d-b") == 0)
+            older = json_string_value(json_object_get(json_array_get(made, k), "id"));
+    assert_non_null(older);
+    if (pu_num(older) >= pu_num(newer))
+        skip(); /* the ids came out in commit order after all: nothing to show */
+
+    /* It is pending for d-b (a fresh fetch from the start shows it) ... */
+    page = pu_fetch(e, "w-ooo", "d-b", NULL);
+    assert_int_equal(pu_count(page), 1);
+    assert_string_equal(pu_id(page, 0), older);
+    json_decref(page);
+    /* ... so a wakeup is owed for it ... */
+    char *push_state = tx_sql_textf(e->db, "SELECT push_state FROM mpcpush.pending_messages"
+                                           " WHERE message_id = %s", older);
+    char *owed = th_sql_text(e->db, "SELECT (wanted_id > covered_id)::text FROM mpcpush.pushes"
+                                    " WHERE wallet_id = 'w-ooo' AND device_id = 'd-b'");
+    /* ... and the long-poll waiting after the acknowledged id gets it. */
+    pu_multi_wait(m, poll, poll + 1, 7000);
+    char *poll_body = strdup(pu_multi_body(m, poll));
+    bool poll_got = pu_multi_status(m, poll) == 200 && pu_count(pu_multi_json(m, poll)) == 1;
+    pu_multi_free(m);
+    if (strcmp(push_state, "queued") != 0 || strcmp(owed, "true") != 0 || !poll_got)
+        fail_msg("message %s (committed after %s was acknowledged) is pending for w-ooo/d-b but: "
+                 "pending_messages.push_state=%s (want queued), wakeup owed=%s (want true), the "
+                 "long-poll after=%s answered %s (want the message)",
+                 older, newer, push_state, owed, newer, poll_body);
+    free(push_state);
+    free(owed);
+    free(poll_body);
+    free(newer);
+    stop_second(o);
+}
+
 /* ---- a thousand parked polls ---- */
 
 #define MANY 1000
@@ -519,6 +620,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_wait_longer_than_idle_timeout, tx_setup_db,
                                         tx_teardown),
         T(test_wallet_message_wakes_long_ids),
+        cmocka_unit_test_setup_teardown(test_out_of_order_commits_across_receivers, tx_setup,
+                                        teardown_second),
         T(test_thousand_parked_polls),
         T(test_sigterm_answers_parked_polls),
     };

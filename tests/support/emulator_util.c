@@ -36,8 +36,8 @@ static void fill_urls(struct eu_emulator *e)
 {
     snprintf(e->ctl, sizeof(e->ctl), "http://127.0.0.1:%d", e->plain);
     snprintf(e->fcm_url, sizeof(e->fcm_url), "https://127.0.0.1:%d", e->tls);
-    snprintf(e->env_creds, sizeof(e->env_creds), "MPCPUSH_GOOGLE_CREDENTIALS=%s/service-account.json",
-             e->dir);
+    snprintf(e->env_creds, sizeof(e->env_creds),
+             "MPCPUSH_GOOGLE_CREDENTIALS=%s/service-account.json", e->dir);
     snprintf(e->env_url, sizeof(e->env_url), "MPCPUSH_FCM_URL=%s", e->fcm_url);
     snprintf(e->env_ca, sizeof(e->env_ca), "MPCPUSH_CA_FILE=%s/ca.pem", e->dir);
 }
@@ -59,8 +59,8 @@ void eu_start(struct eu_emulator *e, const char *const *args)
     snprintf(e->dir, sizeof(e->dir), "%s", dir);
     free(dir);
     e->own = true;
-    const char *argv[40] = {bin, "--state-dir", e->dir, "--listen", "127.0.0.1:0",
-                            "--listen-plain", "127.0.0.1:0"};
+    const char *argv[40] = {bin,           "--state-dir",    e->dir,       "--listen",
+                            "127.0.0.1:0", "--listen-plain", "127.0.0.1:0"};
     int n = 7;
     for (int i = 0; args && args[i] && n < 38; i++)
         argv[n++] = args[i];
@@ -158,8 +158,8 @@ long eu_errors(const struct eu_emulator *e, const char *error)
 
 void eu_faults(const struct eu_emulator *e, const char *rules_json, bool append)
 {
-    json_decref(control(e, "POST", append ? "/emulator/faults?append=1" : "/emulator/faults",
-                        rules_json));
+    json_decref(
+        control(e, "POST", append ? "/emulator/faults?append=1" : "/emulator/faults", rules_json));
 }
 
 void eu_faults_clear(const struct eu_emulator *e)
@@ -250,8 +250,8 @@ void eu_token(char *out, size_t size, const char *tag, int i)
     snprintf(out, size, "eu%d-%s-%d-APA91bHun4MxP5egoKMwt2KZFBaFUH-1RYqx", (int)getpid(), tag, i);
 }
 
-void eu_register(const struct tx_env *t, const char *wallet, const char *device,
-                 const char *token, const char *platform)
+void eu_register(const struct tx_env *t, const char *wallet, const char *device, const char *token,
+                 const char *platform)
 {
     char path[512], *body = NULL;
     snprintf(path, sizeof(path), "/v1/wallets/%s/devices/%s", wallet, device);

@@ -14,8 +14,8 @@ struct eu_emulator {
     pid_t pid;     /* own only */
     char dir[256]; /* state directory: ca.pem, service-account.json, ports, messages.jsonl */
     int tls, plain;
-    char ctl[64];       /* http://127.0.0.1:PLAIN, for /emulator/... */
-    char fcm_url[64];   /* https://127.0.0.1:TLS */
+    char ctl[64];        /* http://127.0.0.1:PLAIN, for /emulator/... */
+    char fcm_url[64];    /* https://127.0.0.1:TLS */
     char env_creds[320]; /* MPCPUSH_GOOGLE_CREDENTIALS=... */
     char env_url[96];    /* MPCPUSH_FCM_URL=... */
     char env_ca[320];    /* MPCPUSH_CA_FILE=... */
@@ -61,8 +61,8 @@ long long eu_unix_ms(void);
 /* A registration token unique to this test process: "eu<pid>-<tag>-<i>-APA91b..." */
 void eu_token(char *out, size_t size, const char *tag, int i);
 /* PUT /v1/wallets/{w}/devices/{d} with token and platform; asserts 200 or 201. */
-void eu_register(const struct tx_env *t, const char *wallet, const char *device,
-                 const char *token, const char *platform);
+void eu_register(const struct tx_env *t, const char *wallet, const char *device, const char *token,
+                 const char *platform);
 
 /* Starts `mpcpush <command>` on db pushing through e: Google credentials, FCM URL and CA of e,
  * the Fireblocks keys of tx_keys(), MPCPUSH_RETRY_BASE_MS=200, MPCPUSH_RETRY_MAX=5,
@@ -79,8 +79,8 @@ void eu_start_mpcpush(struct tx_env *t, const char *command, const struct eu_emu
 #define EU_PROCS 4
 
 struct eu_env {
-    struct tx_env t;              /* database, API key, the receiver or `run` process */
-    struct eu_emulator emu;       /* the test picks: eu_shared(&emu) or eu_start(&emu, args) */
+    struct tx_env t;                /* database, API key, the receiver or `run` process */
+    struct eu_emulator emu;         /* the test picks: eu_shared(&emu) or eu_start(&emu, args) */
     struct th_proc procs[EU_PROCS]; /* more processes (dispatchers), stopped by the teardown */
 };
 
