@@ -33,6 +33,7 @@ void bench_samples_free(struct bench_samples *s);
 /* Which device request i goes to, and what its body says. */
 struct bench_webhook_plan {
     const char *key_file;  /* PEM private key that signs (RSA, SHA-512, PKCS#1 v1.5) */
+    const char *cache_file; /* signatures kept across runs for the same key and plan; or NULL */
     const char *host;      /* Host header */
     long long seq_base;    /* first sequence number: makes bodies distinct across runs */
     long long dev_first;   /* device k = dev_first + i % dev_count */

@@ -133,11 +133,10 @@ static uint64_t due_ns(const struct post *p, size_t i)
 /* Gives the next request to an idle connection, if one is due. */
 static void feed(struct post *p, struct conn *c, uint64_t now)
 {
-    if (c->busy || !c->connected || now >= p->t_end)
+    if (c->busy || !c->connected || (p->rate == 0 && now >= p->t_end))
         return;
     if (p->next >= p->reqs.count) {
-        if (!p->exhausted && now < p->t_end)
-            p->exhausted = true;
+        p->exhausted = true;
         return;
     }
     if (p->rate > 0) {
@@ -318,9 +317,8 @@ static void run(struct post *p)
         now = bench_mono_ns();
         for (int i = 0; i < p->nconns && now < p->t_end; i++)
             feed(p, &p->conns[i], now);
-        if (p->exhausted && now < p->t_end) {
-            p->t_end = now; /* ran out of prepared requests: the window ends here */
-        }
+        if (p->exhausted && now < p->t_end)
+            p->t_end = now; /* every prepared request is sent: the window ends here */
     }
 }
 
@@ -345,6 +343,7 @@ static int parse_url(const char *url, struct sockaddr_in *addr, char *host, size
 
 struct post_opts {
     const char *url, *record;
+    bool prepare_only; /* sign (into --cache) and exit */
     struct bench_webhook_plan plan;
     int connections;
     double duration, warmup, rate;
@@ -364,6 +363,12 @@ static void parse_opts(int argc, char **argv, struct post_opts *o)
             o->plan.key_file = v;
         else if (!strcmp(name, "--record"))
             o->record = v;
+        else if (!strcmp(name, "--cache"))
+            o->plan.cache_file = v;
+        else if (!strcmp(name, "--prepare-only")) {
+            o->prepare_only = true;
+            i--; /* a flag: no value */
+        }
         else if (!strcmp(name, "--connections"))
             o->connections = (int)bench_arg_ll(name, v, 1, MAX_CONNS);
         else if (!strcmp(name, "--duration"))
@@ -400,8 +405,11 @@ static void parse_opts(int argc, char **argv, struct post_opts *o)
 
 static void report(const struct post *p, const struct post_opts *o, double sign_s)
 {
-    double window = p->rate > 0 ? (double)(p->last_window_ns - p->t0) / 1e9
-                                : (double)(p->t_end - p->t_measure) / 1e9;
+    double window = 0;
+    if (p->rate > 0 && p->last_window_ns > p->t0)
+        window = (double)(p->last_window_ns - p->t0) / 1e9;
+    else if (p->rate == 0 && p->t_end > p->t_measure)
+        window = (double)(p->t_end - p->t_measure) / 1e9;
     struct bench_samples lat = p->lat;
     bench_samples_sort(&lat);
     printf("prepared=%zu sign_seconds=%.2f sent=%zu ok=%zu other_status=%zu errors=%zu "
@@ -429,6 +437,11 @@ int bench_cmd_post(int argc, char **argv)
     if (bench_requests_build(&o.plan, &p.reqs) != 0)
         return 1;
     double sign_s = (double)(bench_mono_ns() - s0) / 1e9;
+    if (o.prepare_only) {
+        printf("prepared=%zu sign_seconds=%.2f\n", p.reqs.count, sign_s);
+        bench_requests_free(&p.reqs);
+        return 0;
+    }
     if (o.record && !(p.record = fopen(o.record, "w"))) {
         fprintf(stderr, "mpcpush-bench post: cannot write %s\n", o.record);
         return 1;
@@ -441,6 +454,8 @@ int bench_cmd_post(int argc, char **argv)
     p.t_measure = p.rate > 0 ? p.t0 : p.t0 + (uint64_t)(o.warmup * 1e9);
     p.t_end = p.t_measure + (uint64_t)(o.duration * 1e9);
     p.t_deadline = p.t_end + DRAIN_NS;
+    if (p.rate > 0)
+        p.t_end = UINT64_MAX; /* open loop: ends when every request is sent and answered */
     for (int i = 0; i < p.nconns; i++) {
         p.conns[i].fd = -1;
         if (conn_open(&p, &p.conns[i]) != 0) {

@@ -168,8 +168,12 @@ bool mp_waiters_park(struct mp_waiters *ws, struct mp_waiter *w)
 void mp_waiters_forget(struct mp_waiters *ws, struct mp_waiter *w)
 {
     pthread_mutex_lock(&ws->lock);
-    if (!w->fired && !w->parked)
+    if (!w->fired) {
+        /* Unlink it whether or not it is parked: a request that ends while parked (its
+         * connection closed under it) must not stay in the list. Never resume it here. */
+        w->parked = false;
         fire(ws, w, false);
+    }
     pthread_mutex_unlock(&ws->lock);
 }
 

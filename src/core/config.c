@@ -4,8 +4,10 @@
 
 #include <stdarg.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -319,34 +321,79 @@ enum mp_result mp_config_check(const struct mp_config *cfg, unsigned needs, stru
     return MP_OK;
 }
 
-/* Prints a connection string with any password replaced by ***. */
+static int hex_value(int c)
+{
+    return isdigit(c) ? c - '0' : tolower(c) - 'a' + 10;
+}
+
+/* True when p starts a "password" keyword as libpq reads it: in a URI query after '?' or '&'
+ * (percent-encoding allowed), in a conninfo string at the start or after white space; then
+ * '=' (spaces around it in conninfo). *value is set to the start of the value. */
+static bool password_at(const char *url, const char *p, bool uri, const char **value)
+{
+    if (uri ? p == url || (p[-1] != '?' && p[-1] != '&')
+            : p > url && !isspace((unsigned char)p[-1]))
+        return false;
+    for (const char *w = "password"; *w; w++) {
+        int c = (unsigned char)*p;
+        if (uri && c == '%' && isxdigit((unsigned char)p[1]) && isxdigit((unsigned char)p[2])) {
+            c = hex_value((unsigned char)p[1]) * 16 + hex_value((unsigned char)p[2]);
+            p += 2;
+        }
+        if (c != *w)
+            return false;
+        p++;
+    }
+    while (!uri && isspace((unsigned char)*p))
+        p++;
+    if (*p++ != '=')
+        return false;
+    while (!uri && isspace((unsigned char)*p))
+        p++;
+    *value = p;
+    return true;
+}
+
+/* The end of the value at v: the next '&' in a URI; in conninfo the closing quote of a quoted
+ * value or white space, backslash escaping one character in both. */
+static const char *value_end(const char *v, bool uri)
+{
+    if (uri)
+        return v + strcspn(v, "&");
+    bool quoted = *v == '\'';
+    for (v += quoted; *v; v++) {
+        if (*v == '\\' && v[1])
+            v++;
+        else if (quoted ? *v == '\'' : isspace((unsigned char)*v) != 0)
+            return v + quoted;
+    }
+    return v;
+}
+
+/* Prints a connection string with every password replaced by ***: the one in a URI's user
+ * information and the value of every password keyword (conninfo or URI query). */
 static void print_masked_url(const char *url, FILE *out)
 {
-    const char *scheme = strstr(url, "://");
-    const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
-    const char *colon = at ? memchr(scheme + 3, ':', (size_t)(at - scheme - 3)) : NULL;
-    if (colon) {
-        fprintf(out, "%.*s:***%s", (int)(colon - url), url, at);
-        return;
+    bool uri = strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0;
+    const char *from = url, *p = url, *value;
+    if (uri) {
+        const char *auth = strstr(url, "://") + 3;
+        size_t n = strcspn(auth, "@/"); /* libpq: user information ends at the first '@' */
+        const char *colon = auth[n] == '@' ? memchr(auth, ':', n) : NULL;
+        if (colon) {
+            fprintf(out, "%.*s:***", (int)(colon - url), url);
+            from = p = auth + n;
+        }
     }
-    const char *pw = strstr(url, "password");
-    if (!pw) {
-        fputs(url, out);
-        return;
+    while (*p) {
+        if (!password_at(url, p, uri, &value)) {
+            p++;
+            continue;
+        }
+        fprintf(out, "%.*s***", (int)(value - from), from);
+        from = p = value_end(value, uri);
     }
-    const char *eq = strchr(pw, '=');
-    const char *end = eq ? eq + 1 : pw;
-    while (*end == ' ')
-        end++;
-    if (*end == '\'') {
-        for (end++; *end && *end != '\''; end++)
-            if (*end == '\\' && end[1])
-                end++;
-        end += *end == '\'';
-    } else {
-        end += strcspn(end, " ");
-    }
-    fprintf(out, "%.*spassword=***%s", (int)(pw - url), url, end);
+    fputs(from, out);
 }
 
 void mp_config_print(const struct mp_config *cfg, FILE *out)

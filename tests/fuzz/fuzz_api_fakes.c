@@ -137,7 +137,7 @@ static void parse_request_line(struct mp_http_request *req, char *line)
     if (sp)
         *sp++ = '\0';
     req->method = strdup(line);
-    char *target = sp ? sp : "/";
+    char root[] = "/", *target = sp ? sp : root;
     char *q = strchr(target, '?');
     if (q) {
         *q++ = '\0';

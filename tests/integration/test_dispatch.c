@@ -282,6 +282,9 @@ static void test_two_dispatchers_thousand_devices(void **state)
 {
     struct eu_env *env = *state;
     eu_start(&env->emu, NULL);
+    /* Every answer takes 200 ms, so a worker holding a batch leaves the next ones to the
+     * others: all four workers of the two processes claim side by side. */
+    eu_faults(&env->emu, "[{\"token\":\"*\",\"error\":\"SLOW\",\"delayMs\":200}]", false);
     eu_start_mpcpush(&env->t, "receiver", &env->emu, NULL);
     const char *extra[] = {"MPCPUSH_DISPATCH_BATCH=50", NULL};
     eu_proc_start(&env->procs[0], "dispatcher", env->t.db, &env->emu, extra);
@@ -324,6 +327,8 @@ static void test_two_dispatchers_thousand_devices(void **state)
         fail_msg("%d devices never woken, %d woken more than once", missing, twice);
     assert_int_equal(json_array_size(list), MANY);
     assert_int_equal(eu_stat(&env->emu, "send_requests"), MANY);
+    /* each process fetches its access token for its first batch: both took part */
+    assert_int_equal(eu_stat(&env->emu, "token_requests"), 2);
     assert_int_equal(th_sql_long(env->t.db, "SELECT count(*) FROM mpcpush.pushes"
                                             " WHERE lease_id IS NOT NULL OR attempts <> 0"),
                      0);

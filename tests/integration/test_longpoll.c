@@ -12,6 +12,17 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Polls base's long-poll gauge (refreshed every 100 ms or so) until it reads want or timeout_ms
+ * passes; returns the last reading. */
+static double gauge_settles(const char *base, double want, int timeout_ms)
+{
+    long deadline = tx_now_ms() + timeout_ms;
+    double got;
+    while ((got = pu_metric(base, "mpcpush_longpoll_waiters")) != want && tx_now_ms() < deadline)
+        usleep(50000);
+    return got;
+}
+
 /* Drives m until base's long-poll gauge reaches want (or timeout_ms passes); fails otherwise. */
 static void wait_parked(struct pu_multi *m, const char *base, double want, int timeout_ms)
 {
@@ -191,7 +202,7 @@ static void test_timeout_answers_empty(void **state)
     if (took > 1000)
         fail_msg("wait=20 with a message pending took %ld ms", took);
     /* Nothing parked is left behind. */
-    assert_int_equal((long)pu_metric(e->proc.base, "mpcpush_longpoll_waiters"), 0);
+    assert_int_equal((long)gauge_settles(e->proc.base, 0, 1000), 0);
     free(id);
 }
 
@@ -305,9 +316,10 @@ static void test_wallet_message_wakes_long_ids(void **state)
 }
 
 /* Two receivers commit messages for one device out of id order: receiver A has drawn the ids of
- * a wallet-wide message but its commit is held up (another session holds the push row of one of
- * the wallet's devices, as a dispatcher's claim or a concurrent ingest does), while receiver B
- * stores a newer message for device d-b and commits first. The device fetches and acknowledges
+ * a wallet-wide wakeup (a Fireblocks transaction event fanned out to every device of the wallet)
+ * but its commit is held up (another session holds the push row of one of the wallet's devices,
+ * as a dispatcher's claim or a concurrent ingest does), while receiver B stores a newer message
+ * for device d-b and commits first. The device fetches and acknowledges
  * up to that newer id, then long-polls after it. When A's message commits it is pending for
  * d-b: the device must still be woken for it and its long-poll must get it. */
 static void test_out_of_order_commits_across_receivers(void **state)
@@ -337,16 +349,24 @@ static void test_out_of_order_commits_across_receivers(void **state)
     assert_int_equal(PQntuples(res), 1);
     PQclear(res);
 
-    /* A: the wallet-wide message (ids drawn, commit waiting for the row). */
+    /* A: the wallet-wide wakeup (ids drawn, commit waiting for the row). */
     struct pu_multi *m = pu_multi_new();
-    int wide = pu_multi_add(m, e, e->proc.base, "POST", "/v1/wallets/w-ooo/messages",
-                            "{\"payload\":{\"from\":\"A\"}}");
+    const char *event = "{\"type\":\"NCW_TRANSACTION_STATUS_UPDATED\",\"tenantId\":\"t\","
+                        "\"timestamp\":1700000000123,\"data\":{\"walletId\":\"w-ooo\","
+                        "\"id\":\"tx-1\",\"status\":\"PENDING_SIGNATURE\"}}";
+    char url[256], *sig = tx_hdr_v1(tx_keys()->v1a, event);
+    snprintf(url, sizeof(url), "%s/webhooks/fireblocks", e->proc.base);
+    const char *hook_headers[] = {"Content-Type: application/json", sig, NULL};
+    int wide = pu_multi_add_raw(m, url, "POST", hook_headers, event);
+    free(sig);
     long deadline = tx_now_ms() + 5000;
     while (tx_now_ms() < deadline &&
            th_sql_long(e->db, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type ="
                               " 'Lock' AND datname = current_database()") == 0)
         pu_multi_run(m, 50);
-    assert_false(pu_multi_done(m, wide));
+    if (pu_multi_done(m, wide))
+        fail_msg("the wallet-wide wakeup did not wait for the locked push row: %ld %s",
+                 pu_multi_status(m, wide), pu_multi_body(m, wide));
     /* B: a newer message for d-b, committed at once; the device takes it and acknowledges. */
     char *newer = pu_enqueue(&via_b, "w-ooo", "d-b", "{\"from\":\"B\"}", 0);
     json_t *page = pu_fetch(e, "w-ooo", "d-b", NULL);
@@ -365,15 +385,13 @@ static void test_out_of_order_commits_across_receivers(void **state)
     PQclear(PQexec(holder, "COMMIT"));
     PQfinish(holder);
     assert_int_equal(pu_multi_wait(m, wide, wide + 1, 5000), 1);
-    if (pu_multi_status(m, wide) != 201)
-        fail_msg("wallet-wide message: %ld %s", pu_multi_status(m, wide), pu_multi_body(m, wide));
-    const char *older = NULL;
-    json_t *made = json_object_get(pu_multi_json(m, wide), "messages");
-    for (size_t k = 0; k < json_array_size(made); k++)
-        if (strcmp(json_string_value(json_object_get(json_array_get(made, k), "deviceId")),
-                   "d-b") == 0)
-            older = json_string_value(json_object_get(json_array_get(made, k), "id"));
-    assert_non_null(older);
+    if (pu_multi_status(m, wide) != 200)
+        fail_msg("wallet-wide wakeup: %ld %s", pu_multi_status(m, wide), pu_multi_body(m, wide));
+    char *older_text = th_sql_text(e->db, "SELECT id::text FROM mpcpush.messages"
+                                          " WHERE wallet_id = 'w-ooo' AND device_id = 'd-b'"
+                                          " AND source = 'event'");
+    assert_non_null(older_text);
+    const char *older = older_text;
     if (pu_num(older) >= pu_num(newer))
         skip(); /* the ids came out in commit order after all: nothing to show */
 
@@ -401,6 +419,7 @@ static void test_out_of_order_commits_across_receivers(void **state)
     free(owed);
     free(poll_body);
     free(newer);
+    free(older_text);
     stop_second(o);
 }
 
@@ -448,6 +467,16 @@ static void sample_costs(struct pu_multi *m, const struct tx_env *e, long *max_t
     }
     if (pu_multi_finished(m) != 0)
         fail_msg("%d long-polls were answered while nothing was sent", pu_multi_finished(m));
+}
+
+/* The receiver for the tests with a thousand devices: they all speak from this one test address,
+ * so the per-address rate limit (meant for one client) is off. */
+static int setup_many(void **state)
+{
+    tx_setup_db(state);
+    const char *extra[] = {"MPCPUSH_RATE_LIMIT_PER_MINUTE=0", NULL};
+    tx_start(*state, 0, extra);
+    return 0;
 }
 
 static void test_thousand_parked_polls(void **state)
@@ -566,37 +595,56 @@ static void test_thousand_parked_polls(void **state)
         fail_msg("the last poll answered %ld ms after the first POST (posting took %ld ms)",
                  slowest, posted);
     pu_multi_free(m);
-    assert_int_equal((long)pu_metric(e->proc.base, "mpcpush_longpoll_waiters"), 0);
+    assert_int_equal((long)gauge_settles(e->proc.base, 0, 1000), 0);
 }
 
 /* ---- shutdown ---- */
 
+/* Sends SIGTERM to e's receiver and waits up to timeout_ms for its exit status (-1: none). */
+static int sigterm(struct tx_env *e, int timeout_ms, long *sent_at)
+{
+    *sent_at = tx_now_ms();
+    kill(e->proc.pid, SIGTERM);
+    int status = pu_wait_exit(e->proc.pid, timeout_ms);
+    if (status < 0) {
+        kill(e->proc.pid, SIGKILL);
+        pu_wait_exit(e->proc.pid, 5000);
+    }
+    e->running = false;
+    e->proc.pid = 0;
+    return status;
+}
+
 static void test_sigterm_answers_parked_polls(void **state)
 {
     struct tx_env *e = *state;
-    enum { N = 50 };
+    pu_raise_fd_limit(4 * MANY + 256);
     pu_register(e, "w-term", "d");
     struct pu_multi *m = pu_multi_new();
-    for (int i = 0; i < N; i++) {
-        char path[128];
-        snprintf(path, sizeof(path), "/v1/wallets/w-term/devices/%s/messages?wait=30",
-                 i % 2 ? "d" : "unregistered");
+    for (int i = 0; i < MANY; i++) {
+        char path[128], device[32];
+        /* half on one registered device, half on as many that never registered */
+        snprintf(device, sizeof(device), i % 2 ? "d" : "unregistered-%d", i);
+        snprintf(path, sizeof(path), "/v1/wallets/w-term/devices/%s/messages?wait=30", device);
         pu_multi_add(m, e, e->proc.base, "GET", path, NULL);
     }
-    wait_parked(m, e->proc.base, N, 5000);
+    wait_parked(m, e->proc.base, MANY, 10000);
     long t0 = tx_now_ms();
     kill(e->proc.pid, SIGTERM);
-    int answered = pu_multi_wait(m, 0, N, 10000);
+    int answered = pu_multi_wait(m, 0, MANY, 10000);
     int status = pu_wait_exit(e->proc.pid, 15000);
+    long exited = tx_now_ms() - t0;
     e->running = false;
     if (status < 0) {
         kill(e->proc.pid, SIGKILL);
         pu_wait_exit(e->proc.pid, 5000);
     }
     e->proc.pid = 0;
-    assert_int_equal(answered, N);
+    print_message("SIGTERM with %d polls parked: %d answered, exit status %d after %ld ms\n", MANY,
+                  answered, status, exited);
+    assert_int_equal(answered, MANY);
     long slowest = 0;
-    for (int i = 0; i < N; i++) {
+    for (int i = 0; i < MANY; i++) {
         assert_answer(m, i, NULL);
         long took = pu_multi_done_at(m, i) - t0;
         slowest = took > slowest ? took : slowest;
@@ -606,7 +654,51 @@ static void test_sigterm_answers_parked_polls(void **state)
     if (status != 0)
         fail_msg("the receiver exited %d after SIGTERM with polls parked (log %s)", status,
                  e->proc.log_path);
+    if (exited > 5000)
+        fail_msg("the receiver took %ld ms to exit after SIGTERM", exited);
     pu_multi_free(m);
+}
+
+/* Clients that hang up while parked (an app sent to the background): nothing leaks, the server
+ * keeps serving, and it still shuts down cleanly with their polls parked. */
+static void test_abandoned_polls(void **state)
+{
+    struct tx_env *e = *state;
+    enum { N = 200 };
+    pu_register(e, "w-gone", "d");
+    struct pu_multi *m = pu_multi_new();
+    for (int i = 0; i < N; i++) {
+        char path[128];
+        snprintf(path, sizeof(path), "/v1/wallets/w-gone/devices/d%d/messages?wait=2", i);
+        pu_multi_add(m, e, e->proc.base, "GET", path, NULL);
+    }
+    wait_parked(m, e->proc.base, N, 5000);
+    pu_multi_free(m); /* hang up */
+    /* By their deadline they are gone from the registry. */
+    double left = gauge_settles(e->proc.base, 0, 4000);
+    if (left != 0)
+        fail_msg("%g abandoned long-polls are still registered after their wait ran out", left);
+    /* Messages for the devices whose clients left are kept for the next visit. */
+    free(pu_enqueue(e, "w-gone", "d", "{\"after\":\"hang-ups\"}", 0));
+    json_t *page = pu_fetch(e, "w-gone", "d", "wait=5");
+    assert_int_equal(pu_count(page), 1);
+    json_decref(page);
+
+    /* Hang up on long waits, then stop the process: it exits 0, promptly. */
+    m = pu_multi_new();
+    for (int i = 0; i < N; i++) {
+        char path[128];
+        snprintf(path, sizeof(path), "/v1/wallets/w-gone/devices/x%d/messages?wait=60", i);
+        pu_multi_add(m, e, e->proc.base, "GET", path, NULL);
+    }
+    wait_parked(m, e->proc.base, N, 5000);
+    pu_multi_free(m);
+    long sent;
+    int status = sigterm(e, 15000, &sent);
+    long took = tx_now_ms() - sent;
+    if (status != 0 || took > 5000)
+        fail_msg("with %d abandoned polls parked, SIGTERM: exit status %d after %ld ms (log %s)",
+                 N, status, took, e->proc.log_path);
 }
 
 int main(void)
@@ -622,8 +714,12 @@ int main(void)
         T(test_wallet_message_wakes_long_ids),
         cmocka_unit_test_setup_teardown(test_out_of_order_commits_across_receivers, tx_setup,
                                         teardown_second),
-        T(test_thousand_parked_polls),
-        T(test_sigterm_answers_parked_polls),
+        cmocka_unit_test_setup_teardown(test_thousand_parked_polls, setup_many, tx_teardown),
+        cmocka_unit_test_setup_teardown(test_sigterm_answers_parked_polls, setup_many,
+                                        tx_teardown),
+        T(test_abandoned_polls),
     };
+    if (getenv("MPCPUSH_TEST_FILTER")) /* e.g. "*thousand*" */
+        cmocka_set_test_filter(getenv("MPCPUSH_TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -555,6 +555,43 @@ static void test_webhook_for_unregistered_device(void **state)
     free(second);
 }
 
+/* What piles up while a device is away, from every source, comes back in arrival order. */
+static void test_mixed_sources_in_order(void **state)
+{
+    struct tx_env *e = *state;
+    pu_register(e, "w-mixed", "phone");
+    pu_register(e, "w-mixed", "tablet");
+    char *api = pu_enqueue(e, "w-mixed", "phone", "{\"from\":\"backend\"}", 0);
+    pu_webhook_message(e->proc.base, "w-mixed", "phone", "{\"from\":\"fireblocks\"}");
+    const char *event = "{\"type\":\"NCW_TRANSACTION_STATUS_UPDATED\",\"tenantId\":\"t\","
+                        "\"timestamp\":1700000000999,\"data\":{\"walletId\":\"w-mixed\","
+                        "\"id\":\"tx-9\",\"status\":\"PENDING_SIGNATURE\"}}";
+    struct th_response r;
+    tx_webhook_v1(&r, e, event);
+    tx_assert_status(&r, 200);
+    th_response_free(&r);
+    json_t *page = pu_fetch(e, "w-mixed", "phone", NULL);
+    assert_int_equal(pu_count(page), 3);
+    assert_string_equal(pu_id(page, 0), api);
+    assert_true(pu_num(pu_id(page, 0)) < pu_num(pu_id(page, 1)));
+    assert_true(pu_num(pu_id(page, 1)) < pu_num(pu_id(page, 2)));
+    assert_string_equal(field(page, 0, "source"), "api");
+    assert_string_equal(field(page, 1, "source"), "webhook");
+    assert_string_equal(field(page, 2, "source"), "event");
+    json_t *wakeup = payload(page, 2);
+    assert_string_equal(json_string_value(json_object_get(wakeup, "eventType")),
+                        "NCW_TRANSACTION_STATUS_UPDATED");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(wakeup, "data"), "id")),
+                        "tx-9");
+    json_decref(page);
+    /* The event went to every device of the wallet; the other messages did not. */
+    page = pu_fetch(e, "w-mixed", "tablet", NULL);
+    assert_int_equal(pu_count(page), 1);
+    assert_string_equal(field(page, 0, "source"), "event");
+    json_decref(page);
+    free(api);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, tx_setup, tx_teardown)
@@ -570,6 +607,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_default_ttl_expiry, tx_setup_db, tx_teardown),
         T(test_delete_device_removes_pending),
         T(test_webhook_for_unregistered_device),
+        T(test_mixed_sources_in_order),
     };
+    if (getenv("MPCPUSH_TEST_FILTER")) /* e.g. "*ack*" */
+        cmocka_set_test_filter(getenv("MPCPUSH_TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

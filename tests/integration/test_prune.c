@@ -254,5 +254,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_one_pruner_among_two_receivers, tx_setup_db,
                                         teardown_second),
     };
+    if (getenv("MPCPUSH_TEST_FILTER")) /* e.g. "*pruner*" */
+        cmocka_set_test_filter(getenv("MPCPUSH_TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -313,5 +313,7 @@ int main(void)
         T(test_push_progress_states),
         T(test_pending_counts_per_device),
     };
+    if (getenv("MPCPUSH_TEST_FILTER")) /* e.g. "*token*" */
+        cmocka_set_test_filter(getenv("MPCPUSH_TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

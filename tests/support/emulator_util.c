@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -69,6 +70,7 @@ void eu_start(struct eu_emulator *e, const char *const *args)
     snprintf(log, sizeof(log), "%s/emulator.log", e->dir);
     pid_t pid = fork();
     if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive a crashed test program */
         int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (fd >= 0) {
             dup2(fd, STDOUT_FILENO);
@@ -345,13 +347,21 @@ int eu_teardown(void **state)
     struct eu_env *env = *state;
     if (!env)
         return 0;
-    for (int i = 0; i < EU_PROCS; i++)
-        if (env->procs[i].pid > 0)
-            th_proc_stop(&env->procs[i], SIGTERM);
-    int status = tx_stop(&env->t);
-    if (status != 0)
-        fprintf(stderr, "mpcpush exited %d after SIGTERM (log: %s)\n", status,
-                env->t.proc.log_path);
+    int status = 0;
+    for (int i = 0; i < EU_PROCS; i++) {
+        if (env->procs[i].pid <= 0)
+            continue;
+        char log[256];
+        snprintf(log, sizeof(log), "%s", env->procs[i].log_path);
+        int st = th_proc_stop(&env->procs[i], SIGTERM);
+        if (st != 0)
+            fprintf(stderr, "mpcpush exited %d after SIGTERM (log: %s)\n", st, log);
+        status |= st;
+    }
+    int st = tx_stop(&env->t);
+    if (st != 0)
+        fprintf(stderr, "mpcpush exited %d after SIGTERM (log: %s)\n", st, env->t.proc.log_path);
+    status |= st;
     eu_stop(&env->emu);
     free(env->t.db);
     free(env->t.apikey);

@@ -86,8 +86,8 @@ struct eu_env {
 
 /* cmocka setup: a migrated database and an API key, nothing started. */
 int eu_setup(void **state);
-/* cmocka teardown: SIGTERM to every process still running (the `run`/receiver must exit 0),
- * stops a private emulator, frees the state. */
+/* cmocka teardown: SIGTERM to every process still running (each must exit 0), stops a
+ * private emulator, frees the state. */
 int eu_teardown(void **state);
 
 /* Polls the first column of the SQL (printf-style) until it equals want or timeout_ms passed;

@@ -198,11 +198,11 @@ struct pu_multi *pu_multi_new(void)
     return m;
 }
 
-int pu_multi_add(struct pu_multi *m, const struct tx_env *e, const char *base, const char *method,
-                 const char *path, const char *body)
+int pu_multi_add_raw(struct pu_multi *m, const char *url, const char *method,
+                     const char *const *headers, const char *body)
 {
     if (m->n == m->cap) {
-        /* The easy handles point at their pu_req: grow by moving nothing (fixed blocks). */
+        /* The easy handles point at their pu_req, so the array is allocated once. */
         if (m->cap)
             fail_msg("pu_multi: capacity %d reached", m->cap);
         m->cap = 8192;
@@ -210,12 +210,9 @@ int pu_multi_add(struct pu_multi *m, const struct tx_env *e, const char *base, c
     }
     int i = m->n++;
     struct pu_req *r = &m->reqs[i];
-    char url[768];
-    snprintf(url, sizeof(url), "%s%s", base, path);
-    r->headers = curl_slist_append(NULL, e->auth);
+    for (int h = 0; headers && headers[h]; h++)
+        r->headers = curl_slist_append(r->headers, headers[h]);
     r->headers = curl_slist_append(r->headers, "Expect:");
-    if (body)
-        r->headers = curl_slist_append(r->headers, "Content-Type: application/json");
     r->data = calloc(1, 1);
     r->easy = curl_easy_init();
     curl_easy_setopt(r->easy, CURLOPT_URL, url);
@@ -234,6 +231,15 @@ int pu_multi_add(struct pu_multi *m, const struct tx_env *e, const char *base, c
     }
     curl_multi_add_handle(m->multi, r->easy);
     return i;
+}
+
+int pu_multi_add(struct pu_multi *m, const struct tx_env *e, const char *base, const char *method,
+                 const char *path, const char *body)
+{
+    char url[768];
+    snprintf(url, sizeof(url), "%s%s", base, path);
+    const char *headers[] = {e->auth, body ? "Content-Type: application/json" : NULL, NULL};
+    return pu_multi_add_raw(m, url, method, headers, body);
 }
 
 static void collect_done(struct pu_multi *m)

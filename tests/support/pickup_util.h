@@ -47,6 +47,9 @@ struct pu_multi *pu_multi_new(void);
  * index. The transfer progresses only inside pu_multi_run. */
 int pu_multi_add(struct pu_multi *m, const struct tx_env *e, const char *base, const char *method,
                  const char *path, const char *body);
+/* The same with a full URL and exactly the given header lines (NULL-terminated, may be NULL). */
+int pu_multi_add_raw(struct pu_multi *m, const char *url, const char *method,
+                     const char *const *headers, const char *body);
 /* Drives every transfer for up to ms milliseconds, returning early when none is left. */
 void pu_multi_run(struct pu_multi *m, int ms);
 /* Drives until the requests [from, to) are all finished or timeout_ms passed; returns how many
