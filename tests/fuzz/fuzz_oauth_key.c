@@ -30,19 +30,24 @@ static bool set(const char *s)
     return s && s[0];
 }
 
-/* The report must not carry the key: neither the PEM armour nor a long piece of the value. */
-static void check_no_key_material(const char *file, size_t len, const char *errors)
+/* The report must not carry the key: neither the PEM armour nor a long piece of the value.
+ * (The token URL override is quoted when it is refused; it is configuration, not the key, so
+ * what it contains is not held against the report.) */
+static void check_no_key_material(const char *file, size_t len, const char *override,
+                                  const char *errors)
 {
     if (!errors)
         return;
-    FZ_CHECK(!strstr(errors, "PRIVATE KEY-----"));
+    if (!strstr(override, "PRIVATE KEY-----"))
+        FZ_CHECK(!strstr(errors, "PRIVATE KEY-----"));
     json_t *root = json_loadb(file, len, 0, NULL);
     const char *pk = json_string_value(json_object_get(root, "private_key"));
     if (pk && strlen(pk) >= 24) {
         char piece[25];
         memcpy(piece, pk + strlen(pk) / 2 - 12, 24);
         piece[24] = '\0';
-        FZ_CHECK(!strstr(errors, piece));
+        if (!strstr(override, piece))
+            FZ_CHECK(!strstr(errors, piece));
     }
     json_decref(root);
 }
@@ -61,7 +66,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                          strcmp(override, "-") ? override : NULL, NULL, &key,
                                          &errors);
     FZ_CHECK(r == MP_OK || r == MP_ERR_INVALID || r == MP_ERR_NOMEM);
-    check_no_key_material(file, len, errors.data);
+    check_no_key_material(file, len, override, errors.data);
     if (r == MP_OK) {
         bool plain;
         FZ_CHECK(set(key.project_id) && set(key.client_email) && set(key.private_key_id) &&

@@ -122,8 +122,8 @@ static void test_wakeup_from_second_receiver(void **state)
         fail_msg("the long-poll answered %ld ms after the other receiver committed", late);
     if (pu_multi_done_at(m, poll) - started >= 5000)
         fail_msg("the long-poll ran into its wait instead of being woken");
-    json_t *payload = json_object_get(json_array_get(json_object_get(pu_multi_json(m, poll),
-                                                                     "messages"), 0), "payload");
+    json_t *payload = json_object_get(
+        json_array_get(json_object_get(pu_multi_json(m, poll), "messages"), 0), "payload");
     char *text = json_dumps(payload, JSON_COMPACT);
     tx_assert_json_eq(text, "{\"via\":\"other\"}");
     free(text);
@@ -146,8 +146,8 @@ static void test_wakeup_from_second_receiver(void **state)
     if (late > 1000)
         fail_msg("the long-poll answered %ld ms after the webhook was accepted", late);
 
-    /* And the other way round: a poll parked on the other process, a message stored here. */
-    messages_path(path, sizeof(path), "w-lp", "d1", "wait=5");
+    /* And the other way round: a poll parked on the other process (after the message it has
+     * seen), a message stored here. */
     char query[64];
     snprintf(query, sizeof(query), "after=%s&wait=5", id);
     messages_path(path, sizeof(path), "w-lp", "d1", query);
@@ -234,7 +234,8 @@ static void test_other_devices_do_not_answer(void **state)
     assert_int_equal(pu_multi_wait(m, poll, poll + 1, 8000), 1);
     assert_answer(m, poll, id);
     if (pu_multi_done_at(m, poll) - committed > 1000 || pu_multi_done_at(m, poll) - started >= 8000)
-        fail_msg("the long-poll answered %ld ms after its message", pu_multi_done_at(m, poll) - committed);
+        fail_msg("the long-poll answered %ld ms after its message",
+                 pu_multi_done_at(m, poll) - committed);
     pu_multi_free(m);
     free(id);
 }
@@ -309,7 +310,8 @@ static void test_wallet_message_wakes_long_ids(void **state)
         assert_non_null(id);
         assert_answer(m, i, id);
         if (pu_multi_done_at(m, i) - committed > 2000)
-            fail_msg("device %d answered %ld ms after the commit", i, pu_multi_done_at(m, i) - committed);
+            fail_msg("device %d answered %ld ms after the commit", i,
+                     pu_multi_done_at(m, i) - committed);
     }
     th_response_free(&r);
     pu_multi_free(m);
@@ -401,8 +403,10 @@ static void test_out_of_order_commits_across_receivers(void **state)
     assert_string_equal(pu_id(page, 0), older);
     json_decref(page);
     /* ... so a wakeup is owed for it ... */
-    char *push_state = tx_sql_textf(e->db, "SELECT push_state FROM mpcpush.pending_messages"
-                                           " WHERE message_id = %s", older);
+    char *push_state = tx_sql_textf(e->db,
+                                    "SELECT push_state FROM mpcpush.pending_messages"
+                                    " WHERE message_id = %s",
+                                    older);
     char *owed = th_sql_text(e->db, "SELECT (wanted_id > covered_id)::text FROM mpcpush.pushes"
                                     " WHERE wallet_id = 'w-ooo' AND device_id = 'd-b'");
     /* ... and the long-poll waiting after the acknowledged id gets it. */
@@ -440,7 +444,8 @@ static void register_many(const struct tx_env *e, const char *wallet, int n)
             snprintf(calls[i].url, sizeof(calls[i].url), "%s/v1/wallets/%s/devices/d%04d",
                      e->proc.base, wallet, from + i);
             snprintf(bodies[i], sizeof(bodies[i]),
-                     "{\"fcmToken\":\"tok-d%04d-APA91b0123456789\",\"platform\":\"ios\"}", from + i);
+                     "{\"fcmToken\":\"tok-d%04d-APA91b0123456789\",\"platform\":\"ios\"}",
+                     from + i);
             calls[i].headers[0] = e->auth;
             calls[i].headers[1] = "Content-Type: application/json";
             calls[i].body = bodies[i];
@@ -449,8 +454,7 @@ static void register_many(const struct tx_env *e, const char *wallet, int n)
         tx_http_parallel(calls, k);
         for (int i = 0; i < k; i++)
             if (calls[i].status != 201 && calls[i].status != 200)
-                fail_msg("registering device %d: %ld %s", from + i, calls[i].status,
-                         calls[i].resp);
+                fail_msg("registering device %d: %ld %s", from + i, calls[i].status, calls[i].resp);
         tx_calls_free(calls, k);
     }
 }
@@ -583,9 +587,9 @@ static void test_thousand_parked_polls(void **state)
         snprintf(want, sizeof(want), "{\"device\":\"d%04d\"}", i);
         if (pu_multi_status(m, i) != 200 || pu_count(page) != 1)
             fail_msg("poll %d: %ld %s", i, pu_multi_status(m, i), pu_multi_body(m, i));
-        char *got = json_dumps(json_object_get(json_array_get(json_object_get(page, "messages"), 0),
-                                               "payload"),
-                               JSON_COMPACT);
+        char *got = json_dumps(
+            json_object_get(json_array_get(json_object_get(page, "messages"), 0), "payload"),
+            JSON_COMPACT);
         tx_assert_json_eq(got, want);
         free(got);
         /* the message that answered it is the one enqueued to it */
@@ -697,8 +701,8 @@ static void test_abandoned_polls(void **state)
     int status = sigterm(e, 15000, &sent);
     long took = tx_now_ms() - sent;
     if (status != 0 || took > 5000)
-        fail_msg("with %d abandoned polls parked, SIGTERM: exit status %d after %ld ms (log %s)",
-                 N, status, took, e->proc.log_path);
+        fail_msg("with %d abandoned polls parked, SIGTERM: exit status %d after %ld ms (log %s)", N,
+                 status, took, e->proc.log_path);
 }
 
 int main(void)
@@ -715,8 +719,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_out_of_order_commits_across_receivers, tx_setup,
                                         teardown_second),
         cmocka_unit_test_setup_teardown(test_thousand_parked_polls, setup_many, tx_teardown),
-        cmocka_unit_test_setup_teardown(test_sigterm_answers_parked_polls, setup_many,
-                                        tx_teardown),
+        cmocka_unit_test_setup_teardown(test_sigterm_answers_parked_polls, setup_many, tx_teardown),
         T(test_abandoned_polls),
     };
     if (getenv("MPCPUSH_TEST_FILTER")) /* e.g. "*thousand*" */

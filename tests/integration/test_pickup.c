@@ -164,10 +164,23 @@ static void test_bad_query_parameters(void **state)
     pu_register(e, "w-bad", "d");
     char *id = pu_enqueue(e, "w-bad", "d", "{\"a\":1}", 0);
     const char *bad[] = {
-        "limit=1001",     "limit=-1",   "limit=abc",       "limit=1.5",  "limit=",
-        "limit=10x",      "after=abc",  "after=-1",        "after=",     "after=1e3",
-        "after=99999999999999999999", "wait=61", "wait=-1", "wait=abc",   "wait=",
-        "wait=2.5",       "wait=100000000000000000000",
+        "limit=1001",
+        "limit=-1",
+        "limit=abc",
+        "limit=1.5",
+        "limit=",
+        "limit=10x",
+        "after=abc",
+        "after=-1",
+        "after=",
+        "after=1e3",
+        "after=99999999999999999999",
+        "wait=61",
+        "wait=-1",
+        "wait=abc",
+        "wait=",
+        "wait=2.5",
+        "wait=100000000000000000000",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char path[256];
@@ -427,8 +440,10 @@ static void test_expired_never_returned(void **state)
     char *both[] = {brief, lasting};
     assert_ids(page, both, 2);
     /* expiresAt is receivedAt + ttlSeconds */
-    double life0 = iso_seconds(field(page, 0, "expiresAt")) - iso_seconds(field(page, 0, "receivedAt"));
-    double life1 = iso_seconds(field(page, 1, "expiresAt")) - iso_seconds(field(page, 1, "receivedAt"));
+    double life0 =
+        iso_seconds(field(page, 0, "expiresAt")) - iso_seconds(field(page, 0, "receivedAt"));
+    double life1 =
+        iso_seconds(field(page, 1, "expiresAt")) - iso_seconds(field(page, 1, "receivedAt"));
     if (life0 < 0.9 || life0 > 1.1 || life1 < 3599.9 || life1 > 3600.1)
         fail_msg("expiresAt - receivedAt should be the ttl (1 s and 3600 s): %.3f and %.3f", life0,
                  life1);
@@ -531,7 +546,8 @@ static void test_webhook_for_unregistered_device(void **state)
     free(p0);
     free(p1);
     /* Its expiry is the default message TTL (86400 s). */
-    double life = iso_seconds(field(page, 0, "expiresAt")) - iso_seconds(field(page, 0, "receivedAt"));
+    double life =
+        iso_seconds(field(page, 0, "expiresAt")) - iso_seconds(field(page, 0, "receivedAt"));
     if (life < 86399.9 || life > 86400.1)
         fail_msg("a webhook message should live 86400 s, got %.3f", life);
     /* Unregistered devices cannot be enqueued to through the API, but can acknowledge. */

@@ -68,13 +68,17 @@ static void test_prunes_acked_expired_and_old_events_keeps_pending(void **state)
     long pending = th_sql_long(e->db, "SELECT count(*) FROM mpcpush.pending_messages");
     assert_int_equal(pending, 5); /* ids[4], kept_api and three webhook messages */
 
-    long left = wait_zero(e->db, "SELECT count(*) FROM mpcpush.messages WHERE acked_at IS NOT NULL"
-                                 " OR expires_at <= now()", 8000);
+    long left = wait_zero(e->db,
+                          "SELECT count(*) FROM mpcpush.messages WHERE acked_at IS NOT NULL"
+                          " OR expires_at <= now()",
+                          8000);
     if (left != 0)
         fail_msg("%ld acknowledged or expired messages were not pruned (log %s)", left,
                  e->proc.log_path);
-    left = wait_zero(e->db, "SELECT count(*) FROM mpcpush.webhook_events"
-                            " WHERE received_at < now() - interval '1 hour'", 8000);
+    left = wait_zero(e->db,
+                     "SELECT count(*) FROM mpcpush.webhook_events"
+                     " WHERE received_at < now() - interval '1 hour'",
+                     8000);
     if (left != 0)
         fail_msg("%ld old inbox events were not pruned", left);
     assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM mpcpush.webhook_events"), 1);
@@ -118,14 +122,20 @@ static void test_retention_window(void **state)
     assert_int_equal(pu_ack(e, "w-ret", "d", body), 2);
     /* ids[0]: acknowledged 2 hours ago; ids[1]: just now; ids[2]: pending but expired 2 hours
      * ago; ids[3]: expired a moment ago. */
-    tx_sql_execf(e->db, "UPDATE mpcpush.messages SET acked_at = now() - interval '2 hours'"
-                        " WHERE id = %s", ids[0]);
-    tx_sql_execf(e->db, "UPDATE mpcpush.messages SET expires_at = now() - interval '2 hours'"
-                        " WHERE id = %s", ids[2]);
+    tx_sql_execf(e->db,
+                 "UPDATE mpcpush.messages SET acked_at = now() - interval '2 hours'"
+                 " WHERE id = %s",
+                 ids[0]);
+    tx_sql_execf(e->db,
+                 "UPDATE mpcpush.messages SET expires_at = now() - interval '2 hours'"
+                 " WHERE id = %s",
+                 ids[2]);
     sleep(2);
-    long left = wait_zero(e->db, "SELECT count(*) FROM mpcpush.messages"
-                                 " WHERE acked_at < now() - interval '1 hour'"
-                                 " OR expires_at < now() - interval '1 hour'", 8000);
+    long left = wait_zero(e->db,
+                          "SELECT count(*) FROM mpcpush.messages"
+                          " WHERE acked_at < now() - interval '1 hour'"
+                          " OR expires_at < now() - interval '1 hour'",
+                          8000);
     assert_int_equal(left, 0);
     sleep(2); /* two more rounds: the recent ones must survive them */
     char *kept = th_sql_text(e->db, "SELECT string_agg(id::text, ',' ORDER BY id)"
@@ -160,8 +170,10 @@ static void test_prunes_beyond_one_batch(void **state)
     start_pruning(e, "60", "3600");
     pu_register(e, "w-bulk", "d");
     char *keep = pu_enqueue(e, "w-bulk", "d", "{\"keep\":true}", 0);
-    long left = wait_zero(e->db, "SELECT count(*) FROM mpcpush.messages WHERE acked_at IS NOT NULL"
-                                 " OR expires_at <= now()", 20000);
+    long left = wait_zero(e->db,
+                          "SELECT count(*) FROM mpcpush.messages WHERE acked_at IS NOT NULL"
+                          " OR expires_at <= now()",
+                          20000);
     if (left != 0)
         fail_msg("%ld of 19000 prunable rows are left (log %s)", left, e->proc.log_path);
     assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM mpcpush.messages"), 1);

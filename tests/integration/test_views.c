@@ -32,8 +32,10 @@ static void assert_pending_row(const char *db, const char *id, const char *want_
 
 static const char *state_of(const char *db, const char *id, char *buf, size_t size)
 {
-    char *s = tx_sql_textf(db, "SELECT push_state FROM mpcpush.pending_messages"
-                               " WHERE message_id = %s", id);
+    char *s = tx_sql_textf(db,
+                           "SELECT push_state FROM mpcpush.pending_messages"
+                           " WHERE message_id = %s",
+                           id);
     snprintf(buf, size, "%s", s ? s : "(no row)");
     free(s);
     return buf;
@@ -93,12 +95,12 @@ static void test_registered_device_queued(void **state)
                                         " WHERE next_attempt_at <= now()"),
                      2);
     /* The view carries the message's own columns as the API shows them. */
-    char *match = tx_sql_textf(
-        e->db,
-        "SELECT (wallet_id = 'w-v' AND device_id = 'd' AND expires_at - received_at ="
-        " interval '600 seconds' AND received_at <= now())::text"
-        " FROM mpcpush.pending_messages WHERE message_id = %s",
-        b);
+    char *match =
+        tx_sql_textf(e->db,
+                     "SELECT (wallet_id = 'w-v' AND device_id = 'd' AND expires_at - received_at ="
+                     " interval '600 seconds' AND received_at <= now())::text"
+                     " FROM mpcpush.pending_messages WHERE message_id = %s",
+                     b);
     assert_string_equal(match, "true");
     free(match);
     assert_status_row(e->db, "w-v", "d", "android|...456789|active|-|2|oldest|ready|0|next");
@@ -121,8 +123,9 @@ static void test_unregistered_device_no_device(void **state)
                                   " WHERE wallet_id = 'w-v' AND device_id = 'ghost'");
     assert_non_null(id);
     assert_pending_row(e->db, id, "webhook|{\"mpc\": \"for nobody yet\"}|no_device|-|-|never");
-    assert_int_equal(tx_sql_longf(e->db, "SELECT count(*) FROM mpcpush.pending_messages"
-                                         " WHERE message_id = %s AND next_attempt_at IS NULL",
+    assert_int_equal(tx_sql_longf(e->db,
+                                  "SELECT count(*) FROM mpcpush.pending_messages"
+                                  " WHERE message_id = %s AND next_attempt_at IS NULL",
                                   id),
                      1);
     assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM mpcpush.device_status"
@@ -293,8 +296,9 @@ static void test_pending_counts_per_device(void **state)
         struct th_response r;
         tx_api(&r, e, "GET", path, NULL);
         tx_assert_status(&r, 200);
-        long want = tx_sql_longf(e->db, "SELECT pending FROM mpcpush.device_status"
-                                        " WHERE wallet_id = 'w-count' AND device_id = '%s'",
+        long want = tx_sql_longf(e->db,
+                                 "SELECT pending FROM mpcpush.device_status"
+                                 " WHERE wallet_id = 'w-count' AND device_id = '%s'",
                                  devices[i]);
         assert_int_equal(json_integer_value(json_object_get(r.json, "pendingMessages")), want);
         th_response_free(&r);

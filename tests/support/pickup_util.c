@@ -78,8 +78,7 @@ static void check_page(const struct th_response *r, const char *what)
         check_message(json_array_get(list, i), r->body);
 }
 
-json_t *pu_fetch(const struct tx_env *e, const char *wallet, const char *device,
-                 const char *query)
+json_t *pu_fetch(const struct tx_env *e, const char *wallet, const char *device, const char *query)
 {
     char path[768];
     snprintf(path, sizeof(path), "/v1/wallets/%s/devices/%s/messages%s%s", wallet, device,
@@ -116,8 +115,8 @@ long pu_ack(const struct tx_env *e, const char *wallet, const char *device, cons
     tx_api(&r, e, "POST", path, body);
     json_t *n = json_object_get(r.json, "acknowledged");
     if (r.status != 200 || !json_is_integer(n))
-        fail_msg("POST %s %s: expected 200 {\"acknowledged\":N}, got %ld: %s", path, body,
-                 r.status, r.body);
+        fail_msg("POST %s %s: expected 200 {\"acknowledged\":N}, got %ld: %s", path, body, r.status,
+                 r.body);
     long v = (long)json_integer_value(n);
     th_response_free(&r);
     return v;
@@ -350,9 +349,8 @@ void pu_raise_fd_limit(long want)
     if (getrlimit(RLIMIT_NOFILE, &lim) != 0)
         fail_msg("getrlimit: %s", strerror(errno));
     if (lim.rlim_cur != RLIM_INFINITY && (long)lim.rlim_cur < want) {
-        lim.rlim_cur = lim.rlim_max == RLIM_INFINITY || (long)lim.rlim_max >= want
-                           ? (rlim_t)want
-                           : lim.rlim_max;
+        lim.rlim_cur = lim.rlim_max == RLIM_INFINITY || (long)lim.rlim_max >= want ? (rlim_t)want
+                                                                                   : lim.rlim_max;
         setrlimit(RLIMIT_NOFILE, &lim);
     }
     if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY &&

@@ -19,8 +19,7 @@ char *pu_enqueue(const struct tx_env *e, const char *wallet, const char *device,
 
 /* GET .../messages?query (query may be "" or NULL); asserts 200 and the answer's shape
  * ({"messages":[...],"next":...} with every message complete). Returns the body (decref). */
-json_t *pu_fetch(const struct tx_env *e, const char *wallet, const char *device,
-                 const char *query);
+json_t *pu_fetch(const struct tx_env *e, const char *wallet, const char *device, const char *query);
 
 /* The number of messages of a page, and the id (string) of message i. */
 size_t pu_count(const json_t *page);
@@ -58,7 +57,7 @@ int pu_multi_wait(struct pu_multi *m, int from, int to, int timeout_ms);
 int pu_multi_count(const struct pu_multi *m);
 int pu_multi_finished(const struct pu_multi *m); /* over all requests */
 bool pu_multi_done(const struct pu_multi *m, int i);
-long pu_multi_status(const struct pu_multi *m, int i); /* 0: no answer (yet) */
+long pu_multi_status(const struct pu_multi *m, int i);  /* 0: no answer (yet) */
 json_t *pu_multi_json(const struct pu_multi *m, int i); /* borrowed; NULL when none */
 const char *pu_multi_body(const struct pu_multi *m, int i);
 long pu_multi_done_at(const struct pu_multi *m, int i); /* tx_now_ms() at completion */
