@@ -26,6 +26,7 @@ static int cmd_dispatcher(struct mp_config *cfg, const char *config_file, int ar
 static int cmd_migrate(struct mp_config *cfg, const char *config_file, int argc, char **argv);
 static int cmd_check_config(struct mp_config *cfg, const char *config_file, int argc, char **argv);
 static int cmd_apikey(struct mp_config *cfg, const char *config_file, int argc, char **argv);
+static int cmd_send_test(struct mp_config *cfg, const char *config_file, int argc, char **argv);
 
 static const struct command commands[] = {
     {"run", MP_NEED_DATABASE, cmd_run, "run", "receiver and dispatcher in one process"},
@@ -36,6 +37,8 @@ static const struct command commands[] = {
      "validate the configuration and print it, secrets masked"},
     {"apikey", MP_NEED_DATABASE, cmd_apikey, "apikey create NAME | apikey revoke NAME",
      "create (prints the key once) or revoke an API key"},
+    {"send-test", MP_NEED_DATABASE, cmd_send_test, "send-test --wallet W --device D",
+     "push a test wakeup to a device now and print what FCM said"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -118,6 +121,22 @@ static int cmd_apikey(struct mp_config *cfg, const char *config_file, int argc, 
     else if (strcmp(argv[1], "create") == 0)
         printf("%s\n", key);
     return result ? 1 : 0;
+}
+
+static int cmd_send_test(struct mp_config *cfg, const char *config_file, int argc, char **argv)
+{
+    const char *wallet = NULL, *device = NULL;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--wallet") == 0)
+            wallet = argv[i + 1];
+        else if (strcmp(argv[i], "--device") == 0)
+            device = argv[i + 1];
+    }
+    if (!wallet || !device || argc != 5) {
+        fprintf(stderr, "usage: mpcpush send-test --wallet W --device D\n");
+        return 2;
+    }
+    return mp_send_test(cfg, wallet, device);
 }
 
 int main(int argc, char **argv)

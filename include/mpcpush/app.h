@@ -12,4 +12,9 @@ enum mp_role { MP_ROLE_RECEIVER = 1 << 0, MP_ROLE_DISPATCHER = 1 << 1 };
  * the old one stays. Returns the process exit status (0 after a clean shutdown). */
 int mp_app_run(const struct mp_config *cfg, const char *config_file, unsigned roles);
 
+/* `mpcpush send-test`: stores a test message for the device, pushes its wakeup through the
+ * queue now and prints what FCM said (one line: state, message name, error, token status).
+ * Returns the exit status. */
+int mp_send_test(const struct mp_config *cfg, const char *wallet_id, const char *device_id);
+
 #endif

@@ -39,9 +39,11 @@ struct mp_push_outcome {
 };
 
 /* Claims up to limit due wakeups for project (none while the project is paused), leasing them
- * for lease_seconds to owner. The caller owns *out (mp_pushes_free). */
+ * for lease_seconds to owner; only that device's when wallet_id and device_id are given (else
+ * NULL). The caller owns *out (mp_pushes_free). */
 enum mp_result mp_pushes_claim(PGconn *conn, const char *project, const char *owner, int limit,
-                               int lease_seconds, struct mp_push **out, int *count) MP_MUSTCHECK;
+                               int lease_seconds, const char *wallet_id, const char *device_id,
+                               struct mp_push **out, int *count) MP_MUSTCHECK;
 
 /* Records outcomes; a row whose lease was taken over meanwhile is left alone. */
 enum mp_result mp_pushes_record(PGconn *conn, const struct mp_push_outcome *outcomes,

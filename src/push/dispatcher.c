@@ -183,7 +183,7 @@ static void *worker_main(void *arg)
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         if (mp_pushes_claim(w->conn, project, w->owner, d->cfg->dispatch_batch,
-                            d->cfg->lease_seconds, &pushes, &n) != MP_OK) {
+                            d->cfg->lease_seconds, NULL, NULL, &pushes, &n) != MP_OK) {
             mp_metrics_db_error(d->metrics, "dispatcher");
             nap(d, 1000, false);
             continue;

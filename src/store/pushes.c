@@ -18,6 +18,7 @@ static const char claim_sql[] =
     "  WHERE p.wanted_id > p.covered_id AND p.due_at <= now()"
     "   AND NOT EXISTS (SELECT 1 FROM mpcpush.fcm_pauses f"
     "    WHERE f.project_id = $4 AND f.paused_until > now())"
+    "   AND ($5::text IS NULL OR (p.wallet_id = $5 AND p.device_id = $6))"
     "  ORDER BY p.due_at LIMIT $1 FOR UPDATE SKIP LOCKED),"
     " claimed AS ("
     "  UPDATE mpcpush.pushes p SET due_at = now() + make_interval(secs => $2), state = 'leased',"
@@ -109,13 +110,14 @@ static enum mp_result take_push(PGresult *res, int row, struct mp_push *p)
 }
 
 enum mp_result mp_pushes_claim(PGconn *conn, const char *project, const char *owner, int limit,
-                               int lease_seconds, struct mp_push **out, int *count)
+                               int lease_seconds, const char *wallet_id, const char *device_id,
+                               struct mp_push **out, int *count)
 {
     char limit_text[16], lease_text[16];
     snprintf(limit_text, sizeof(limit_text), "%d", limit);
     snprintf(lease_text, sizeof(lease_text), "%d", lease_seconds);
-    const char *params[] = {limit_text, lease_text, owner, project};
-    PGresult *res = PQexecParams(conn, claim_sql, 4, NULL, params, NULL, NULL, 0);
+    const char *params[] = {limit_text, lease_text, owner, project, wallet_id, device_id};
+    PGresult *res = PQexecParams(conn, claim_sql, 6, NULL, params, NULL, NULL, 0);
     enum mp_result result = mp_db_check(conn, res, "push_claim");
     int n = result ? 0 : PQntuples(res);
     struct mp_push *pushes = result ? NULL : calloc((size_t)n + 1, sizeof(*pushes));

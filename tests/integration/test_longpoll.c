@@ -329,8 +329,6 @@ static void test_out_of_order_commits_across_receivers(void **state)
     struct tx_env *e = *state;
     struct th_proc *const o = &second;
     start_second(o, e, NULL);
-    struct tx_env via_b = *e;
-    via_b.proc = *o;
     pu_register(e, "w-ooo", "d-a");
     pu_register(e, "w-ooo", "d-b");
     /* Start from a clean slate: both devices have a push row, nothing owed. */
@@ -369,8 +367,28 @@ static void test_out_of_order_commits_across_receivers(void **state)
     if (pu_multi_done(m, wide))
         fail_msg("the wallet-wide wakeup did not wait for the locked push row: %ld %s",
                  pu_multi_status(m, wide), pu_multi_body(m, wide));
-    /* B: a newer message for d-b, committed at once; the device takes it and acknowledges. */
-    char *newer = pu_enqueue(&via_b, "w-ooo", "d-b", "{\"from\":\"B\"}", 0);
+    /* B: a newer message for d-b. */
+    int b = pu_multi_add(m, e, o->base, "POST", "/v1/wallets/w-ooo/devices/d-b/messages",
+                         "{\"payload\":{\"from\":\"B\"}}");
+    if (pu_multi_wait(m, b, b + 1, 3000) == 0) {
+        /* B waits for A: the receivers commit messages in id order, so nothing can be
+         * overtaken. Let both finish and check that both are pending and queued. */
+        PQclear(PQexec(holder, "COMMIT"));
+        PQfinish(holder);
+        assert_int_equal(pu_multi_wait(m, 0, 2, 10000), 2);
+        assert_int_equal(pu_multi_status(m, wide), 200);
+        assert_int_equal(pu_multi_status(m, b), 201);
+        assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM mpcpush.pending_messages"
+                                            " WHERE device_id = 'd-b' AND push_state = 'queued'"),
+                         2);
+        pu_multi_free(m);
+        stop_second(o);
+        return;
+    }
+    if (pu_multi_status(m, b) != 201)
+        fail_msg("enqueue through B: %ld %s", pu_multi_status(m, b), pu_multi_body(m, b));
+    char *newer = strdup(json_string_value(json_object_get(pu_multi_json(m, b), "id")));
+    /* B committed first; the device takes its message and acknowledges it. */
     json_t *page = pu_fetch(e, "w-ooo", "d-b", NULL);
     assert_int_equal(pu_count(page), 1);
     assert_string_equal(pu_id(page, 0), newer);
