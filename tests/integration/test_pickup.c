@@ -410,6 +410,18 @@ static void test_ack_foreign_ids_leave_others_alone(void **state)
     assert_ids(page, &other, 1);
     json_decref(page);
 
+    /* Another device (or the same device id in another wallet) acknowledging a list that
+     * holds our id does not touch ours. */
+    snprintf(body, sizeof(body), "{\"ids\":[\"%s\",\"%s\"]}", mine2, other);
+    assert_int_equal(pu_ack(e, "w-mix", "theirs", body), 0);
+    snprintf(body, sizeof(body), "{\"ids\":[\"%s\",\"%s\"]}", mine2, theirs);
+    assert_int_equal(pu_ack(e, "w-mix2", "mine", body), 0);
+    snprintf(body, sizeof(body), "{\"upTo\":\"%lld\"}", pu_num(mine2) + 1000);
+    assert_int_equal(pu_ack(e, "w-other-wallet", "mine", body), 0);
+    page = pu_fetch(e, "w-mix", "mine", NULL);
+    assert_ids(page, &mine2, 1);
+    json_decref(page);
+
     /* upTo past everyone's ids acknowledges only this device's messages. */
     snprintf(body, sizeof(body), "{\"upTo\":\"%lld\"}", pu_num(mine2) + 1000);
     assert_int_equal(pu_ack(e, "w-mix", "mine", body), 1);
