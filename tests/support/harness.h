@@ -62,6 +62,11 @@ struct th_proc {
 void th_mpcpush_start(struct th_proc *p, const char *command, const char *db_url,
                       const char *const *env);
 
+/* The same with a whole argument list after the program name, e.g. {"--config", F, "run",
+ * NULL}; the command is its first word that is not an option or an option's value. */
+void th_mpcpush_start_argv(struct th_proc *p, const char *const *argv, const char *db_url,
+                           const char *const *env);
+
 /* Sends sig and waits for the exit; returns the exit status (128+signal when killed). */
 int th_proc_stop(struct th_proc *p, int sig);
 

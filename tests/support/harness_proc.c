@@ -105,7 +105,23 @@ static bool healthy(const struct th_proc *p)
 void th_mpcpush_start(struct th_proc *p, const char *command, const char *db_url,
                       const char *const *env)
 {
+    const char *argv[] = {command, NULL};
+    th_mpcpush_start_argv(p, argv, db_url, env);
+}
+
+void th_mpcpush_start_argv(struct th_proc *p, const char *const *argv, const char *db_url,
+                           const char *const *env)
+{
     static int serial;
+    const char *command = NULL;
+    for (int i = 0; argv[i] && !command; i++) {
+        if (strcmp(argv[i], "--config") == 0 && argv[i + 1])
+            i++; /* skip the option's value */
+        else if (argv[i][0] != '-')
+            command = argv[i];
+    }
+    if (!command)
+        fail_msg("th_mpcpush_start_argv: no command in the arguments");
     memset(p, 0, sizeof(*p));
     p->port = th_free_port();
     snprintf(p->base, sizeof(p->base), "http://127.0.0.1:%d", p->port);
@@ -117,8 +133,10 @@ void th_mpcpush_start(struct th_proc *p, const char *command, const char *db_url
         int fd = open(p->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (fd >= 0)
             dup2(fd, STDERR_FILENO);
-        const char *bin = getenv("MPCPUSH_BIN");
-        execle(bin, bin, command, (char *)NULL, cenv);
+        const char *args[16] = {getenv("MPCPUSH_BIN")};
+        for (int i = 0; argv[i] && i < 14; i++)
+            args[i + 1] = argv[i];
+        execve(args[0], (char *const *)args, cenv);
         _exit(127);
     }
     free_env(cenv);
