@@ -100,13 +100,15 @@ static int hex(int c)
     return isdigit(c) ? c - '0' : tolower(c) - 'a' + 10;
 }
 
-/* Percent-decodes in place like libmicrohttpd (which hands the handler a C string: a decoded
- * NUL ends it); plus_space for query arguments. */
+/* Percent-decodes in place like the server's unescape callback (src/http/server.c): every
+ * %XX but %00, which stays encoded so that it cannot cut an id short; plus_space for query
+ * arguments. */
 static void unescape(char *s, bool plus_space)
 {
     char *o = s;
     for (char *p = s; *p; p++) {
-        if (*p == '%' && isxdigit((unsigned char)p[1]) && isxdigit((unsigned char)p[2])) {
+        if (*p == '%' && isxdigit((unsigned char)p[1]) && isxdigit((unsigned char)p[2]) &&
+            (p[1] != '0' || p[2] != '0')) {
             *o++ = (char)(hex((unsigned char)p[1]) * 16 + hex((unsigned char)p[2]));
             p += 2;
         } else {
