@@ -16,19 +16,24 @@
  * for a connect timeout; then the next batch tries again. */
 #define RECONNECT_PAUSE_MS 500
 
-/* One statement writes a whole batch. The input is a JSON array of jobs; the result has one
+/* One statement writes a whole batch. It first takes a transaction-scoped advisory lock, so
+ * that batches from several receivers draw message ids and commit in the same order: a device
+ * that acknowledged up to some id must never later see a smaller one appear (its wakeup would
+ * look done and its cursor would skip it). One writer per process, so this costs no more than
+ * the commit it waits for. The input is a JSON array of jobs; the result has one
  * row per job, in order: the inbox id of a new event (NULL for a duplicate or an API job) and
  * the messages made for it. Message ids are drawn here so they can be mapped back to jobs. One
  * NOTIFY per batch (never per row) tells dispatchers and long-polls which devices have news. */
 static const char ingest_sql[] =
-    "WITH input AS ("
+    "WITH serial AS MATERIALIZED (SELECT pg_advisory_xact_lock(7164627561)),"
+    " input AS ("
     "  SELECT t.*, CASE"
     "   WHEN t.kind = 2 THEN jsonb_build_object('eventType', t.event_type,"
     "    'data', t.raw_body::jsonb -> 'data')"
     "   WHEN t.kind <> 0 THEN t.raw_body::jsonb #> t.payload_path::text[] END AS payload"
     "  FROM json_to_recordset($1::json) AS t(ord int, kind int, dedupe_key text,"
     "   api_version smallint, event_type text, wallet_id text, device_id text, raw_body text,"
-    "   payload_path text, ttl int)),"
+    "   payload_path text, ttl int) CROSS JOIN serial),"
     " events AS ("
     "  INSERT INTO mpcpush.webhook_events"
     "   (dedupe_key, api_version, event_type, wallet_id, device_id, raw_body)"

@@ -24,6 +24,7 @@ static const char ack_upto_sql[] =
     "WITH acked AS ("
     "  UPDATE mpcpush.messages SET acked_at = now()"
     "  WHERE wallet_id = $1 AND device_id = $2 AND acked_at IS NULL AND id <= $3"
+    "   AND expires_at > now()"
     "  RETURNING id),"
     " push AS ("
     "  UPDATE mpcpush.pushes SET covered_id = greatest(covered_id, least(wanted_id, $3))"
@@ -33,7 +34,7 @@ static const char ack_upto_sql[] =
 
 static const char ack_ids_sql[] = "UPDATE mpcpush.messages SET acked_at = now()"
                                   " WHERE wallet_id = $1 AND device_id = $2 AND acked_at IS NULL"
-                                  "  AND id = ANY($3::bigint[])";
+                                  "  AND expires_at > now() AND id = ANY($3::bigint[])";
 
 enum mp_result mp_messages_fetch(PGconn *conn, const char *wallet_id, const char *device_id,
                                  long long after, int limit, struct mp_buf *out, int *count)
