@@ -21,7 +21,7 @@ SELECT m.wallet_id,
        p.attempts,
        p.last_error,
        p.last_sent_at                        AS last_pushed_at,
-       p.due_at                              AS next_attempt_at
+       CASE WHEN p.wanted_id > p.covered_id THEN p.due_at END          AS next_attempt_at
 FROM mpcpush.messages m
 LEFT JOIN mpcpush.devices d ON d.wallet_id = m.wallet_id AND d.device_id = m.device_id
 LEFT JOIN mpcpush.pushes p ON p.wallet_id = m.wallet_id AND p.device_id = m.device_id
