@@ -25,6 +25,7 @@ struct mp_config {
     int max_connections;
     int max_connections_per_ip;
     int idle_timeout;
+    int request_timeout;
     int rate_limit_per_minute;
     int auth_failures_per_minute;
     /* Fireblocks */

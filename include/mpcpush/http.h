@@ -26,6 +26,7 @@ struct mp_http_options {
     int max_connections;
     int max_connections_per_ip;
     int idle_timeout;
+    int request_timeout; /* seconds to receive a whole body */
     /* Quick checks before the body is read: return an HTTP status to refuse the request
      * (after answering it with mp_http_reply*), or 0 to go on. May be NULL. */
     int (*precheck)(struct mp_http_request *req, void *arg);

@@ -155,6 +155,7 @@ static enum mp_result start_receiver(struct app *app)
         .max_connections = cfg->max_connections,
         .max_connections_per_ip = cfg->max_connections_per_ip,
         .idle_timeout = cfg->idle_timeout,
+        .request_timeout = cfg->request_timeout,
         .precheck = mp_api_precheck,
         .handler = mp_api_handle,
         .arg = &app->api,

@@ -309,6 +309,13 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
             mp_buf_append(&req->body, upload_data, *upload_data_size) != MP_OK)
             req->too_large = true;
         *upload_data_size = 0;
+        /* A body trickling in forever holds a connection: cut it off. (libmicrohttpd cannot
+         * answer in the middle of an upload, so the connection is simply closed.) */
+        if (server->options.request_timeout > 0 &&
+            seconds_since(&req->started) > server->options.request_timeout) {
+            req->status = 408;
+            return MHD_NO;
+        }
         return MHD_YES;
     }
     if (req->answered)

@@ -155,12 +155,36 @@ static void test_reload(void **state)
     free(dir);
 }
 
+/* A body that trickles in slower than MPCPUSH_REQUEST_TIMEOUT is cut off (the connection is
+ * closed without an answer), although every byte arrives well within the idle timeout. */
+static void test_request_timeout(void **state)
+{
+    struct tx_env *e = *state;
+    const char *extra[] = {"MPCPUSH_REQUEST_TIMEOUT=1", "MPCPUSH_IDLE_TIMEOUT=30", NULL};
+    tx_start(e, 0, extra);
+    struct tx_counts before;
+    tx_counts(e->db, &before);
+    int fd = tx_connect(e->proc.port);
+    const char *head = "POST /webhooks/fireblocks HTTP/1.1\r\nHost: x\r\n"
+                       "Content-Type: application/json\r\nContent-Length: 400\r\n\r\n";
+    assert_true(tx_send(fd, head, strlen(head)));
+    int status = -1;
+    for (int i = 0; i < 8 && status < 0; i++) {
+        assert_true(tx_send(fd, "{\"type\":\"x\",", 13) || i > 0);
+        status = tx_read_status(fd, 500, NULL, 0);
+    }
+    assert_int_equal(status, 0); /* closed by the server, no answer */
+    close(fd);
+    tx_assert_counts_at(e->db, &before, __FILE__, __LINE__);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_metrics, tx_setup_db, tx_teardown),
         cmocka_unit_test_setup_teardown(test_metrics_own_address, tx_setup_db, tx_teardown),
         cmocka_unit_test_setup_teardown(test_reload, tx_setup_db, tx_teardown),
+        cmocka_unit_test_setup_teardown(test_request_timeout, tx_setup_db, tx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
