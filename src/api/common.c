@@ -11,6 +11,12 @@ json_t *mp_api_body_object(struct mp_http_request *req)
     size_t len;
     const char *body = mp_http_body(req, &len);
     json_error_t error;
+    /* The body is stored as a C string, and jansson 2.14 accepts a NUL byte after a literal
+     * ({"a":true<NUL>}): a body holding a NUL is not JSON. */
+    if (memchr(body, '\0', len)) {
+        mp_http_reply_error(req, 400, "malformed_json", "the body is not valid JSON: NUL byte");
+        return NULL;
+    }
     json_t *json = json_loadb(body, len, JSON_REJECT_DUPLICATES, &error);
     if (!json) {
         char message[200];

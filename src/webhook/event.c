@@ -265,11 +265,15 @@ enum mp_result mp_event_parse(const char *body, size_t len, struct mp_event *out
     struct mp_event ev = {0};
     const char *why = NULL;
     json_error_t jerr;
-    json_t *root = body ? json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
+    /* The raw body is stored as a C string, and jansson 2.14 accepts a NUL byte after a
+     * literal ({"a":true<NUL>}): a body holding a NUL is not JSON. */
+    bool nul = body && memchr(body, '\0', len);
+    json_t *root = body && !nul ? json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
     enum mp_result result = MP_ERR_INVALID;
     if (!root) {
         if (error && error_size)
-            snprintf(error, error_size, "invalid JSON: %s", body ? jerr.text : "no body");
+            snprintf(error, error_size, "invalid JSON: %s",
+                     nul ? "NUL byte" : body ? jerr.text : "no body");
         goto out;
     }
     if (!json_is_object(root)) {
