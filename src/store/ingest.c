@@ -183,10 +183,23 @@ static enum mp_result take_row(PGresult *res, int row, struct mp_ingest_job *job
     return job->messages_json ? MP_OK : MP_ERR_NOMEM;
 }
 
-/* Writes jobs[0..n) (no two with the same dedupe key) in one statement. On success every job
- * has its outcome in job->result; on failure nothing was written and the result says why. */
-static enum mp_result write_batch(struct mp_ingest *ingest, struct mp_ingest_job **jobs, int n)
+/* Whether a failed statement was refused for what it was given (a data exception, a violated
+ * constraint, a value over a limit: one bad job) rather than by the database itself (read-only,
+ * disk full, timeouts, a lost connection: every job alike). */
+static bool bad_input(const PGresult *res)
 {
+    const char *state = mp_db_sqlstate(res);
+    return strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0 ||
+           strncmp(state, "54", 2) == 0;
+}
+
+/* Writes jobs[0..n) (no two with the same dedupe key) in one statement. On success every job
+ * has its outcome in job->result; on failure nothing was written, the result says why and
+ * *refused says whether the jobs' data was refused (see bad_input). */
+static enum mp_result write_batch(struct mp_ingest *ingest, struct mp_ingest_job **jobs, int n,
+                                  bool *refused)
+{
+    *refused = false;
     json_t *input = json_array();
     for (int i = 0; input && i < n; i++) {
         json_t *row = job_json(jobs[i], i);
@@ -203,6 +216,8 @@ static enum mp_result write_batch(struct mp_ingest *ingest, struct mp_ingest_job
     PGresult *res = PQexecPrepared(ingest->conn, "ingest", 1, params, NULL, NULL, 0);
     free(text);
     enum mp_result result = mp_db_check(ingest->conn, res, "ingest");
+    if (result)
+        *refused = bad_input(res);
     if (!result && PQntuples(res) != n)
         result = MP_ERR_INTERNAL;
     size_t made = 0;
@@ -214,8 +229,9 @@ static enum mp_result write_batch(struct mp_ingest *ingest, struct mp_ingest_job
     return result;
 }
 
-/* Writes a batch and reports every job. A failure of the whole batch on a healthy connection
- * means one job is bad: each is then written alone so the others still succeed. */
+/* Writes a batch and reports every job. When the database refuses the batch's data, one job
+ * is bad: each is then written alone so the others still succeed. Any other failure (the
+ * database is read-only, full, gone) fails every job alike, with a 503. */
 static void process(struct mp_ingest *ingest, struct mp_ingest_job **jobs, int n)
 {
     struct mp_ingest_job **unique = ingest->unique;
@@ -225,11 +241,14 @@ static void process(struct mp_ingest *ingest, struct mp_ingest_job **jobs, int n
             unique[u++] = jobs[i];
     enum mp_result result = ensure_connection(ingest);
     if (!result) {
-        result = write_batch(ingest, unique, u);
-        if (result && !mp_db_broken(ingest->conn) && u > 1) {
-            for (int i = 0; i < u; i++)
-                if (write_batch(ingest, &unique[i], 1) != MP_OK)
-                    unique[i]->result = MP_ERR_INTERNAL;
+        bool refused = false;
+        result = write_batch(ingest, unique, u, &refused);
+        if (result && refused) {
+            for (int i = 0; i < u; i++) {
+                enum mp_result one = write_batch(ingest, &unique[i], 1, &refused);
+                if (one)
+                    unique[i]->result = refused ? MP_ERR_INTERNAL : one;
+            }
             result = MP_OK;
         }
     }

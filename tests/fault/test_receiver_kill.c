@@ -1,0 +1,106 @@
+/* Fault: the receiver is killed with SIGKILL while 16 connections post distinct signed webhooks.
+ * Every webhook it answered 200 is in the database, exactly once, with its one message; nothing
+ * unanswered is half-stored. Restarted, it serves again, and the webhooks that got no answer
+ * (Fireblocks retries them) are all accepted, each stored once: those that had committed before
+ * the kill come back as duplicates, not as second copies. */
+#define _GNU_SOURCE
+#include "fault_util.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CONNS   16
+#define DEVICES 32
+
+/* Asserts what the database holds against what the load generator was told. */
+static void assert_stored(const struct fu_load *l, const char *db, bool all, const char *when)
+{
+    struct fu_stored s;
+    fu_load_stored(l, db, &s);
+    print_message("%s: %d webhooks, %d answered 200, %d stored (%d of them never answered 200),"
+                  " %ld rows in webhook_events\n",
+                  when, fu_load_count(l), s.answered_ok, s.stored, s.stored_unanswered, s.events);
+    if (s.ok_missing)
+        fail_msg("%s: %d webhooks answered 200 are not in the database (%s)", when, s.ok_missing,
+                 s.first_problem);
+    if (s.bad_messages)
+        fail_msg("%s: %d stored webhooks do not have exactly one message row (%s)", when,
+                 s.bad_messages, s.first_problem);
+    if (s.foreign_events)
+        fail_msg("%s: %ld rows in webhook_events match no webhook that was sent", when,
+                 s.foreign_events);
+    if (s.duplicate_payloads)
+        fail_msg("%s: %ld duplicate message rows", when, s.duplicate_payloads);
+    if (s.events != s.stored)
+        fail_msg("%s: %ld inbox rows for %d distinct webhooks", when, s.events, s.stored);
+    if (all && s.stored != fu_load_count(l))
+        fail_msg("%s: %d of %d webhooks stored", when, s.stored, fu_load_count(l));
+}
+
+static void test_sigkill_receiver_under_load(void **state)
+{
+    struct tx_env *e = *state;
+    tx_start(e, 0, NULL);
+    struct fu_load *l = fu_load_new(e->proc.base, CONNS, 0, "kw", "kd-", DEVICES);
+
+    /* Load flows... */
+    long t0 = tx_now_ms();
+    fu_load_run(l, 1500, true);
+    struct fu_tally before;
+    fu_load_tally(l, &before);
+    if (before.ok < 50 || before.other || before.unavailable || before.none)
+        fail_msg("before the kill: %d answered 200, %d 503, %d no answer, %d other (%ld %s)",
+                 before.ok, before.unavailable, before.none, before.other, before.other_status,
+                 before.other_code);
+    /* ...and the receiver dies mid-stream. */
+    int in_flight = fu_load_in_flight(l);
+    pid_t old_pid = e->proc.pid;
+    assert_int_equal(th_proc_stop(&e->proc, SIGKILL), 128 + SIGKILL);
+    e->running = false;
+    long killed = tx_now_ms();
+    fu_load_run(l, 300, true); /* in-flight requests fail, new ones are refused */
+    fu_load_settle(l, 5000);
+    struct fu_tally after;
+    fu_load_tally(l, &after);
+    print_message("killed after %ld ms: %d requests in flight, %d answered 200 in all, %d never"
+                  " answered\n",
+                  killed - t0, in_flight, after.ok, after.none);
+    /* Nothing but 200 or no answer at all: a dying receiver must not say 5xx for a webhook it
+     * may have stored, nor 200 for one it did not. */
+    if (after.other || after.unavailable)
+        fail_msg("around the kill: %d answers other than 200 (first: %ld %s), %d 503", after.other,
+                 after.other_status, after.other_code, after.unavailable);
+    assert_true(after.none > 0);
+    assert_stored(l, e->db, false, "after SIGKILL");
+
+    /* Restarted, it continues; the unanswered webhooks are retried, as Fireblocks would. */
+    long restart = tx_now_ms();
+    tx_start(e, 0, NULL);
+    assert_true(e->proc.pid != old_pid);
+    print_message("restarted and healthy in %ld ms\n", tx_now_ms() - restart);
+    fu_load_target(l, e->proc.base);
+    int unanswered = fu_load_requeue(l);
+    fu_load_run(l, 1000, true);
+    int left = fu_load_retry_all(l, 30000);
+    if (left)
+        fail_msg("%d webhooks still not accepted 30 s after the restart", left);
+    struct fu_tally end;
+    fu_load_tally(l, &end);
+    assert_int_equal(end.ok, fu_load_count(l));
+    print_message("after the restart: %d unanswered webhooks retried, %d webhooks in all\n",
+                  unanswered, fu_load_count(l));
+    assert_stored(l, e->db, true, "after the restart and retries");
+    fu_load_free(l);
+}
+
+int main(void)
+{
+    tx_keys();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_sigkill_receiver_under_load, tx_setup_db, tx_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
