@@ -1,6 +1,7 @@
 /* Request rate limits: a count per key (an address, an API key name) in fixed one-minute
- * windows. Keys hash into a fixed table, so memory stays bounded whatever clients send; two
- * keys sharing a slot share a budget, which errs on the side of refusing. */
+ * windows. Keys hash (with a per-process seed) into a fixed table, so memory stays bounded
+ * whatever clients send; a key never shares a count with another: when every slot it may use is
+ * taken this minute, it is refused. */
 #ifndef MPCPUSH_RATELIMIT_H
 #define MPCPUSH_RATELIMIT_H
 

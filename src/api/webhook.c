@@ -107,6 +107,12 @@ static void answer(struct mp_http_request *req, struct mp_api *api, struct mp_ap
 {
     struct mp_ingest_job *job = &pending->job;
     struct mp_event *event = pending->extra;
+    if (job->result == MP_ERR_INVALID) {
+        mp_metrics_webhook(api->metrics, "malformed");
+        mp_http_reply_error(req, 400, "malformed_event",
+                            "the event holds a value that cannot be stored");
+        return;
+    }
     if (job->result) {
         mp_metrics_webhook(api->metrics, "unavailable");
         mp_api_reply_result(req, job->result);

@@ -93,7 +93,7 @@ static const struct key keys[] = {
     {"MPCPUSH_RATE_LIMIT_PER_MINUTE", KEY_INT, FIELD(rate_limit_per_minute), "6000", 0, 10000000, 0,
      "/v1 requests per minute allowed per API key and per address (0: no limit)"},
     {"MPCPUSH_REQUEST_TIMEOUT", KEY_INT, FIELD(request_timeout), "30", 1, 3600, 0,
-     "seconds a client may take to send one request body (slower: closed)"},
+     "seconds a client may take to send a request head or body (slower: closed)"},
     {"MPCPUSH_RETENTION_ACKED", KEY_INT, FIELD(retention_acked_seconds), "3600", 0, 31536000, 0,
      "seconds acknowledged and expired messages are kept before pruning"},
     {"MPCPUSH_RETENTION_EVENTS", KEY_INT, FIELD(retention_events_seconds), "2592000", 0, 315360000,

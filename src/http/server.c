@@ -4,6 +4,9 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <pthread.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +21,16 @@
 
 #define MAX_EXTRA_HEADERS 4
 
+/* A connection waiting for the head of its next request (see sweep_main). */
+struct watch {
+    struct watch *prev, *next;
+    int fd;
+    struct timespec since; /* the current phase began */
+    int limit;             /* seconds it may last: idle before a request line, then the head */
+    bool busy;             /* the head has arrived: a request is being handled */
+    bool cut;
+};
+
 struct mp_http_server {
     struct MHD_Daemon *daemon;
     struct mp_http_options options;
@@ -25,6 +38,10 @@ struct mp_http_server {
     atomic_int in_flight;
     atomic_uint_fast64_t next_id;
     unsigned id_prefix;
+    pthread_mutex_t watch_lock;
+    struct watch *watched;
+    pthread_t sweeper;
+    atomic_bool stopping;
 };
 
 struct mp_http_request {
@@ -264,6 +281,134 @@ void mp_http_resume(struct mp_http_request *req)
     MHD_resume_connection(req->conn);
 }
 
+/* ---- the time to send a request head ---- */
+
+/* libmicrohttpd's connection timeout counts silence only, so a client sending one header byte a
+ * second holds a connection (and its share of the limits) forever. Every connection is watched
+ * while no request is being handled: its request line must be complete within the idle timeout
+ * of the accept (or of the previous answer), the rest of the head within the request timeout of
+ * the request line; otherwise it is shut down. */
+static struct watch *watch_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return info ? info->socket_context : NULL;
+}
+
+static void watch_set(struct mp_http_server *server, struct MHD_Connection *conn, bool busy,
+                      int limit)
+{
+    struct watch *w = watch_of(conn);
+    if (!w)
+        return;
+    pthread_mutex_lock(&server->watch_lock);
+    w->busy = busy;
+    w->limit = limit;
+    clock_gettime(CLOCK_MONOTONIC, &w->since);
+    pthread_mutex_unlock(&server->watch_lock);
+}
+
+/* The request line has arrived; the rest of the head must follow within the request timeout.
+ * Returns the request's initial context: none. */
+static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    struct mp_http_server *server = cls;
+    (void)uri;
+    watch_set(server, conn, false, server->options.request_timeout);
+    return NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct mp_http_server *server = cls;
+    struct watch *w = *socket_context;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *info =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (!info || !(w = calloc(1, sizeof(*w))))
+            return; /* not watched: the idle timeout still applies */
+        w->fd = info->connect_fd;
+        w->limit = server->options.idle_timeout;
+        clock_gettime(CLOCK_MONOTONIC, &w->since);
+        pthread_mutex_lock(&server->watch_lock);
+        w->next = server->watched;
+        if (w->next)
+            w->next->prev = w;
+        server->watched = w;
+        pthread_mutex_unlock(&server->watch_lock);
+        *socket_context = w;
+        return;
+    }
+    if (!w) /* MHD_CONNECTION_NOTIFY_CLOSED, before libmicrohttpd closes the socket */
+        return;
+    pthread_mutex_lock(&server->watch_lock);
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        server->watched = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    pthread_mutex_unlock(&server->watch_lock);
+    *socket_context = NULL;
+    free(w);
+}
+
+static void *sweep_main(void *arg)
+{
+    struct mp_http_server *server = arg;
+    while (!atomic_load(&server->stopping)) {
+        usleep(250000);
+        pthread_mutex_lock(&server->watch_lock);
+        for (struct watch *w = server->watched; w; w = w->next) {
+            if (w->busy || w->cut || seconds_since(&w->since) <= w->limit)
+                continue;
+            w->cut = true;
+            shutdown(w->fd, SHUT_RDWR); /* libmicrohttpd sees the end and closes it */
+        }
+        pthread_mutex_unlock(&server->watch_lock);
+    }
+    return NULL;
+}
+
+/* ---- malformed and ambiguous heads ---- */
+
+struct head_check {
+    int content_lengths;
+    bool transfer_encoding;
+    bool bad;
+};
+
+static enum MHD_Result check_field(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   size_t key_size, const char *value, size_t value_size)
+{
+    struct head_check *c = cls;
+    (void)kind;
+    for (size_t i = 0; i < key_size; i++)
+        c->bad |= (unsigned char)key[i] <= ' ' || key[i] == 0x7f;
+    for (size_t i = 0; value && i < value_size; i++)
+        c->bad |= ((unsigned char)value[i] < ' ' && value[i] != '\t') || value[i] == 0x7f;
+    c->content_lengths += strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0;
+    c->transfer_encoding |= strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0;
+    return MHD_YES;
+}
+
+/* Whether proxies and this server could read the head differently: control characters in a
+ * field, whitespace in a field name ("Content-Length : 5"), two Content-Lengths, or
+ * Content-Length with Transfer-Encoding (RFC 9110 5.5, RFC 9112 5.1, 6.1, 6.3). */
+static bool head_ambiguous(struct mp_http_request *req)
+{
+    struct head_check c = {0};
+    MHD_get_connection_values_n(req->conn, MHD_HEADER_KIND, check_field, &c);
+    return c.bad || c.content_lengths > 1 || (c.content_lengths && c.transfer_encoding);
+}
+
+static void reply_ambiguous(struct mp_http_request *req)
+{
+    mp_http_add_header(req, "Connection", "close");
+    mp_http_reply_error(req, 400, "invalid_request", "malformed or ambiguous HTTP request head");
+}
+
 /* ---- libmicrohttpd callbacks ---- */
 
 static bool declared_too_large(struct mp_http_request *req)
@@ -289,7 +434,10 @@ static enum MHD_Result begin(struct mp_http_server *server, struct MHD_Connectio
     if (!req)
         return MHD_NO;
     *con_cls = req;
-    if (declared_too_large(req))
+    watch_set(server, conn, true, 0);
+    if (head_ambiguous(req))
+        reply_ambiguous(req);
+    else if (declared_too_large(req))
         reply_too_large(req);
     else if (server->options.precheck)
         server->options.precheck(req, server->options.arg);
@@ -334,6 +482,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (!req)
         return;
     *con_cls = NULL;
+    watch_set(req->server, conn, false, req->server->options.idle_timeout);
     enum mp_log_level level = req->status >= 500   ? MP_LOG_WARN
                               : req->status >= 400 ? MP_LOG_INFO
                                                    : MP_LOG_DEBUG;
@@ -416,6 +565,7 @@ enum mp_result mp_http_start(const struct mp_http_options *options, struct mp_ht
     if (!server)
         return MP_ERR_NOMEM;
     server->options = *options;
+    pthread_mutex_init(&server->watch_lock, NULL);
     server->id_prefix = (unsigned)getpid() ^ (unsigned)time(NULL) << 8;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG | (family == AF_INET6 ? MHD_USE_IPv6 : 0);
@@ -427,12 +577,21 @@ enum mp_result mp_http_start(const struct mp_http_options *options, struct mp_ht
         (unsigned)options->max_connections_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)options->idle_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)options->connection_memory_bytes, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024U,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, server, MHD_OPTION_UNESCAPE_CALLBACK,
-        on_unescape, server, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, server, MHD_OPTION_NOTIFY_CONNECTION,
+        on_connection, server, MHD_OPTION_URI_LOG_CALLBACK, on_request_line, server,
+        MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, server, MHD_OPTION_END);
     if (!server->daemon) {
         MP_ERROR("http_listen_failed", "listen=%s", options->listen);
+        pthread_mutex_destroy(&server->watch_lock);
         free(server);
         return MP_ERR_IO;
+    }
+    if (options->request_timeout > 0 &&
+        pthread_create(&server->sweeper, NULL, sweep_main, server) != 0) {
+        MHD_stop_daemon(server->daemon);
+        pthread_mutex_destroy(&server->watch_lock);
+        free(server);
+        return MP_ERR_NOMEM;
     }
     const union MHD_DaemonInfo *info =
         MHD_get_daemon_info(server->daemon, MHD_DAEMON_INFO_BIND_PORT);
@@ -458,6 +617,10 @@ void mp_http_stop(struct mp_http_server *server)
         close(listener);
     for (int i = 0; i < 100 && atomic_load(&server->in_flight) > 0; i++)
         usleep(50000);
+    atomic_store(&server->stopping, true);
+    if (server->options.request_timeout > 0)
+        pthread_join(server->sweeper, NULL);
     MHD_stop_daemon(server->daemon);
+    pthread_mutex_destroy(&server->watch_lock);
     free(server);
 }

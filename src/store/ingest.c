@@ -247,7 +247,7 @@ static void process(struct mp_ingest *ingest, struct mp_ingest_job **jobs, int n
             for (int i = 0; i < u; i++) {
                 enum mp_result one = write_batch(ingest, &unique[i], 1, &refused);
                 if (one)
-                    unique[i]->result = refused ? MP_ERR_INTERNAL : one;
+                    unique[i]->result = refused ? MP_ERR_INVALID : one;
             }
             result = MP_OK;
         }
