@@ -1,8 +1,8 @@
 /* Fakes for fuzz_api: the HTTP adapter (every function of include/mpcpush/http.h that the API
  * calls), the store modules the handlers use (db pool, devices, messages, API key cache), the
  * group-commit writer and the long-poll registry. Defining them here keeps the real ones
- * (src/http/server.c, the modules of src/store, src/api/waiters.c) out of the link: a handler that starts
- * calling one more function of those modules makes the link fail with "multiple definition",
+ * (src/http/server.c, the modules of src/store, src/api/waiters.c) out of the link: a handler that
+ * starts calling one more function of those modules makes the link fail with "multiple definition",
  * and the function then needs a fake here too.
  *
  * X-Fuzz-Store letters: d database down, n not found, u writer unavailable, p duplicate
@@ -231,7 +231,8 @@ void fz_request_serve(struct mp_http_request *req)
         with_budget_used(&api.auth_failures, &saved_failures);
     registry.rounds = 0;
 
-    int refused = metrics_listener ? mp_api_metrics_precheck(req, &api) : mp_api_precheck(req, &api);
+    int refused =
+        metrics_listener ? mp_api_metrics_precheck(req, &api) : mp_api_precheck(req, &api);
     if (req->answers) {
         FZ_CHECK(refused == req->status);
     } else {
@@ -442,8 +443,8 @@ enum mp_result mp_devices_get(PGconn *conn, const char *wallet_id, const char *d
     check_ids(wallet_id, device_id);
     if (flag('n'))
         return MP_ERR_NOT_FOUND;
-    *state = json_pack("{s:s,s:s,s:s}", "walletId", wallet_id, "deviceId", device_id,
-                       "tokenStatus", "active");
+    *state = json_pack("{s:s,s:s,s:s}", "walletId", wallet_id, "deviceId", device_id, "tokenStatus",
+                       "active");
     return *state ? MP_OK : MP_ERR_NOMEM;
 }
 

@@ -25,7 +25,8 @@ void fz_fail(const char *file, int line, const char *what)
 void fz_quiet_logs(void)
 {
     const char *want = getenv("MPCPUSH_FUZZ_LOG");
-    mp_log_threshold = want && want[0] == '1' ? MP_LOG_DEBUG : (enum mp_log_level)(MP_LOG_ERROR + 1);
+    mp_log_threshold =
+        want && want[0] == '1' ? MP_LOG_DEBUG : (enum mp_log_level)(MP_LOG_ERROR + 1);
 }
 
 static void *xmalloc(size_t size)
@@ -135,8 +136,8 @@ static EVP_PKEY *signing_key(int which)
 }
 
 /* RSASSA-PKCS1-v1_5 SHA-512 over the concatenation of up to three pieces. */
-static unsigned char *rs512(EVP_PKEY *key, const void *const *piece, const size_t *piece_len,
-                            int n, size_t *sig_len)
+static unsigned char *rs512(EVP_PKEY *key, const void *const *piece, const size_t *piece_len, int n,
+                            size_t *sig_len)
 {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     unsigned char *sig = xmalloc(1024);

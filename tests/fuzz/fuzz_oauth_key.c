@@ -62,9 +62,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct mp_buf errors;
     mp_buf_init(&errors, 1 << 16);
     memset(&key, 0x5a, sizeof(key));
-    enum mp_result r = mp_oauth_key_load(fz_scratch_file(file, len),
-                                         strcmp(override, "-") ? override : NULL, NULL, &key,
-                                         &errors);
+    enum mp_result r = mp_oauth_key_load(
+        fz_scratch_file(file, len), strcmp(override, "-") ? override : NULL, NULL, &key, &errors);
     FZ_CHECK(r == MP_OK || r == MP_ERR_INVALID || r == MP_ERR_NOMEM);
     check_no_key_material(file, len, override, errors.data);
     if (r == MP_OK) {

@@ -118,9 +118,10 @@ static void fuzz_validators(const char *text, size_t len)
 {
     bool id = mp_valid_id(text, len);
     if (id)
-        FZ_CHECK(len >= 1 && len <= MP_ID_MAX && strspn(text, "abcdefghijklmnopqrstuvwxyz"
-                                                              "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                                              "0123456789._:-") == len);
+        FZ_CHECK(len >= 1 && len <= MP_ID_MAX &&
+                 strspn(text, "abcdefghijklmnopqrstuvwxyz"
+                              "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                              "0123456789._:-") == len);
     if (mp_valid_fcm_token(text, len))
         FZ_CHECK(len >= 1 && len <= MP_TOKEN_MAX && strlen(text) == len && !strchr(text, ' '));
     (void)mp_valid_platform(text);

@@ -10,7 +10,8 @@
  *
  * Invariants checked besides memory safety: signatures made with the right key verify; a JWS
  * is accepted only when its header says alg RS512 and names the fuzz-v2 key; a parsed event is
- * consistent (dedupe key format, valid ids, a device message names its wallet and device). The
+ * consistent (dedupe key format, valid ids, a device message names its wallet and device) and
+ * its body holds no NUL byte (the store keeps the raw body as a C string). The
  * body is parsed whatever the signature says: the daemon parses only verified bodies, but the
  * parser must not trust that. */
 #include <jansson.h>
@@ -39,8 +40,8 @@ static bool acceptable_header(const char *text)
     json_t *h = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
     const char *alg = json_string_value(json_object_get(h, "alg"));
     const char *kid = json_string_value(json_object_get(h, "kid"));
-    bool ok = json_is_object(h) && alg && strcmp(alg, "RS512") == 0 && kid &&
-              strcmp(kid, FZ_V2_KID) == 0;
+    bool ok =
+        json_is_object(h) && alg && strcmp(alg, "RS512") == 0 && kid && strcmp(kid, FZ_V2_KID) == 0;
     json_decref(h);
     return ok;
 }
@@ -63,6 +64,7 @@ static void check_event(const char *body, size_t len)
         FZ_CHECK(memchr(error, '\0', sizeof(error)) != NULL);
         return;
     }
+    FZ_CHECK(!memchr(body, '\0', len)); /* the store keeps the raw body as a C string */
     FZ_CHECK(ev.api_version == 1 || ev.api_version == 2);
     FZ_CHECK(ev.event_type && ev.event_type[0] && strlen(ev.event_type) <= MP_EVENT_TYPE_MAX);
     FZ_CHECK(ev.dedupe_key);

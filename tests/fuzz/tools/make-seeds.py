@@ -79,6 +79,9 @@ put("webhook", "bad-ids", "@sign\n-\n" + js({"type": "NCW_DEVICE_MESSAGE", "wall
                                                "deviceId": "d/1", "message": 1}))
 put("webhook", "nul-in-string", "@sign\n-\n" + '{"type":"NCW_DEVICE_MESSAGE","walletId":"w\\u0000x","deviceId":"d","message":1}')
 
+put("webhook", "regress-nul-after-literal",
+    "@sign\n-\n" + '{"type":"NCW_TRANSACTION_STATUS_UPDATED","walletId":"w1","data":{"status":"PENDING_SIGNATURE"},"x":false\0}')
+
 # ---- api ----
 K = "Authorization: Bearer fuzz-key\nContent-Type: application/json\n"
 def req(line, body="", headers=K, store=None):
@@ -123,6 +126,13 @@ put("api", "wrong-method", req("PATCH /v1/wallets/w1/devices/d1"))
 put("api", "not-found", req("GET /nothing"))
 put("api", "wrong-content-type", req("PUT /v1/wallets/w1/devices/d1", reg,
                                      headers="Authorization: Bearer fuzz-key\nContent-Type: text/plain\n"))
+
+# regressions: jansson 2.14 accepts a NUL byte after a literal, the store keeps a C string
+put("api", "regress-nul-after-literal", req("POST /v1/wallets/w1/messages", '{"payload":true\0}'))
+put("api", "regress-webhook-nul-after-literal",
+    req("POST /webhooks/fireblocks", '{"type":"NCW_DEVICE_MESSAGE","walletId":"w1","deviceId":"d1","message":{"a":1},"x":true\0}',
+        headers="Content-Type: application/json\nFireblocks-Signature: @sign\n"))
+# regression: the router left device_id uninitialised on one-"*" routes (wallet-message-post)
 
 # ---- jwks ----
 with open(os.path.join(KEYS, "fuzz-jwks.json")) as f:
