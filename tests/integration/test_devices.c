@@ -147,7 +147,6 @@ static void test_register_and_get(void **state)
                      1);
     char *stored = th_sql_text(e->db, "SELECT fcm_token FROM mpcpush.devices");
     assert_string_equal(stored, TOKEN);
-    free(stored);
     th_response_free(&put);
     /* Without physicalDeviceId, other platforms, unknown fields ignored. */
     put_device(&put, e, "wallet-1", "device-2",
