@@ -7,7 +7,8 @@ BUILD=${MPCPUSH_BUILD_DIR:-$TOP/build}
 
 MP_PACKAGES=(build-essential cmake pkg-config curl openssl ca-certificates
     libmicrohttpd-dev libcurl4-openssl-dev libssl-dev libjansson-dev libjwt-dev libpq-dev
-    libcmocka-dev libnghttp2-dev libsystemd-dev nghttp2-client postgresql-15 postgresql-client-15)
+    libcmocka-dev libnghttp2-dev libsystemd-dev nghttp2-client postgresql-15 postgresql-client-15
+    clang libclang-rt-14-dev)
 
 mp_say() { printf '==> %s\n' "$*" >&2; }
 
