@@ -32,15 +32,15 @@ void bench_samples_free(struct bench_samples *s);
 
 /* Which device request i goes to, and what its body says. */
 struct bench_webhook_plan {
-    const char *key_file;  /* PEM private key that signs (RSA, SHA-512, PKCS#1 v1.5) */
+    const char *key_file;   /* PEM private key that signs (RSA, SHA-512, PKCS#1 v1.5) */
     const char *cache_file; /* signatures kept across runs for the same key and plan; or NULL */
-    const char *host;      /* Host header */
-    long long seq_base;    /* first sequence number: makes bodies distinct across runs */
-    long long dev_first;   /* device k = dev_first + i % dev_count */
+    const char *host;       /* Host header */
+    long long seq_base;     /* first sequence number: makes bodies distinct across runs */
+    long long dev_first;    /* device k = dev_first + i % dev_count */
     long long dev_count;
-    size_t payload_bytes;  /* size of message.data */
-    size_t count;          /* requests to prepare */
-    int threads;           /* signing threads */
+    size_t payload_bytes; /* size of message.data */
+    size_t count;         /* requests to prepare */
+    int threads;          /* signing threads */
 };
 
 /* Prepared requests: request i is len[i] bytes at arena + i * slot. */

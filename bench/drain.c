@@ -41,8 +41,7 @@ static long long emulator_accepted(CURL *curl)
 
 static long long owed(PGconn *db)
 {
-    PGresult *res =
-        PQexec(db, "SELECT count(*) FROM mpcpush.pushes WHERE wanted_id > covered_id");
+    PGresult *res = PQexec(db, "SELECT count(*) FROM mpcpush.pushes WHERE wanted_id > covered_id");
     long long n = PQresultStatus(res) == PGRES_TUPLES_OK ? atoll(PQgetvalue(res, 0, 0)) : -1;
     PQclear(res);
     return n;
@@ -139,7 +138,8 @@ int bench_cmd_drain(int argc, char **argv)
         }
         nap_ms(o.poll_ms);
     }
-    double s_emu = t_emu ? (double)(t_emu - t0) / 1e9 : 0, s_all = t_db ? (double)(t_db - t0) / 1e9 : 0;
+    double s_emu = t_emu ? (double)(t_emu - t0) / 1e9 : 0,
+           s_all = t_db ? (double)(t_db - t0) / 1e9 : 0;
     printf("wakeups=%lld accepted=%lld owed_left=%lld emulator_seconds=%.3f seconds=%.3f "
            "rate=%.1f\n",
            o.count, t_emu ? o.count : got, left, s_emu, s_all,

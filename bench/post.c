@@ -20,9 +20,9 @@
 
 #include "bench-int.h"
 
-#define RBUF         8192
-#define MAX_CONNS    4096
-#define DRAIN_NS     (10ull * 1000000000ull)
+#define RBUF      8192
+#define MAX_CONNS 4096
+#define DRAIN_NS  (10ull * 1000000000ull)
 
 struct conn {
     int fd;
@@ -44,7 +44,7 @@ struct post {
     int nconns;
     double rate; /* 0: closed loop */
     uint64_t t0, t_measure, t_end, t_deadline;
-    size_t next;    /* next request to send */
+    size_t next; /* next request to send */
     /* figures */
     struct bench_samples lat;
     size_t ok, errors, other_status, in_window, reconnects;
@@ -70,8 +70,7 @@ static int conn_open(struct post *p, struct conn *c)
     c->connected = false;
     c->busy = false;
     c->rlen = 0;
-    if (connect(c->fd, (struct sockaddr *)&p->addr, sizeof(p->addr)) != 0 &&
-        errno != EINPROGRESS) {
+    if (connect(c->fd, (struct sockaddr *)&p->addr, sizeof(p->addr)) != 0 && errno != EINPROGRESS) {
         close(c->fd);
         c->fd = -1;
         return -1;
@@ -187,7 +186,8 @@ static int parse_response(struct conn *c, int *status, bool *close_after)
     *status = atoi(c->rbuf + 9);
     long long length = -1;
     *close_after = false;
-    for (char *line = strstr(c->rbuf, "\r\n"); line && line < end; line = strstr(line + 2, "\r\n")) {
+    for (char *line = strstr(c->rbuf, "\r\n"); line && line < end;
+         line = strstr(line + 2, "\r\n")) {
         char *h = line + 2;
         if (strncasecmp(h, "Content-Length:", 15) == 0)
             length = atoll(h + 15);
@@ -352,8 +352,8 @@ struct post_opts {
 static void parse_opts(int argc, char **argv, struct post_opts *o)
 {
     *o = (struct post_opts){.connections = 64, .duration = 10, .warmup = 1};
-    o->plan = (struct bench_webhook_plan){.dev_first = 1, .dev_count = 10000,
-                                          .payload_bytes = 512, .count = 0, .threads = 2};
+    o->plan = (struct bench_webhook_plan){
+        .dev_first = 1, .dev_count = 10000, .payload_bytes = 512, .count = 0, .threads = 2};
     for (int i = 0; i < argc; i++) {
         const char *name = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         i++;
@@ -368,8 +368,7 @@ static void parse_opts(int argc, char **argv, struct post_opts *o)
         else if (!strcmp(name, "--prepare-only")) {
             o->prepare_only = true;
             i--; /* a flag: no value */
-        }
-        else if (!strcmp(name, "--connections"))
+        } else if (!strcmp(name, "--connections"))
             o->connections = (int)bench_arg_ll(name, v, 1, MAX_CONNS);
         else if (!strcmp(name, "--duration"))
             o->duration = bench_arg_double(name, v, 0.1, 3600);

@@ -20,9 +20,9 @@ struct signer {
     struct bench_requests *out;
     EVP_PKEY *key;
     size_t from, to;
-    char *sigs;      /* sig_len characters per request (base64, no NUL) */
+    char *sigs; /* sig_len characters per request (base64, no NUL) */
     size_t sig_len;
-    bool have_sigs;  /* loaded from the cache: only the requests are built */
+    bool have_sigs; /* loaded from the cache: only the requests are built */
     int failed;
 };
 
@@ -45,11 +45,12 @@ static int body_of(const struct bench_webhook_plan *plan, size_t i, char *dst, s
 {
     long long seq = plan->seq_base + (long long)i;
     long long k = plan->dev_first + (long long)(i % (size_t)plan->dev_count);
-    int head = snprintf(dst, size,
-                        "{\"type\":\"NCW_DEVICE_MESSAGE\",\"tenantId\":\"bench\",\"timestamp\":%lld,"
-                        "\"walletId\":\"w%lld\",\"deviceId\":\"d%lld\",\"message\":{\"seq\":%lld,"
-                        "\"data\":\"",
-                        TIMESTAMP_MS + seq, k, k, seq);
+    int head =
+        snprintf(dst, size,
+                 "{\"type\":\"NCW_DEVICE_MESSAGE\",\"tenantId\":\"bench\",\"timestamp\":%lld,"
+                 "\"walletId\":\"w%lld\",\"deviceId\":\"d%lld\",\"message\":{\"seq\":%lld,"
+                 "\"data\":\"",
+                 TIMESTAMP_MS + seq, k, k, seq);
     if (head < 0 || (size_t)head + plan->payload_bytes + 4 > size)
         return -1;
     fill_payload(dst + head, plan->payload_bytes, (unsigned long long)seq);
@@ -209,8 +210,8 @@ int bench_requests_build(const struct bench_webhook_plan *plan, struct bench_req
         return -1;
     size_t sig_len = 4 * (((size_t)EVP_PKEY_get_size(key) + 2) / 3);
     out->count = plan->count;
-    out->slot = plan->payload_bytes + BODY_OVERHEAD + HEADERS_OVERHEAD + strlen(plan->host) +
-                sig_len;
+    out->slot =
+        plan->payload_bytes + BODY_OVERHEAD + HEADERS_OVERHEAD + strlen(plan->host) + sig_len;
     out->slot = (out->slot + 63) & ~(size_t)63;
     out->arena = malloc(out->slot * (plan->count ? plan->count : 1));
     out->len = calloc(plan->count + 1, sizeof(*out->len));
