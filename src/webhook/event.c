@@ -273,7 +273,9 @@ enum mp_result mp_event_parse(const char *body, size_t len, struct mp_event *out
     if (!root) {
         if (error && error_size)
             snprintf(error, error_size, "invalid JSON: %s",
-                     nul ? "NUL byte" : body ? jerr.text : "no body");
+                     nul    ? "NUL byte"
+                     : body ? jerr.text
+                            : "no body");
         goto out;
     }
     if (!json_is_object(root)) {
