@@ -2,69 +2,27 @@
  * storage_unavailable (never a 200 that was not stored), /readyz follows, and the receiver
  * recovers on its own. Uses a private cluster (the shared one must stay up). */
 #define _GNU_SOURCE
+#include "fault_util.h"
 #include "harness_extra.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 struct outage {
     struct tx_env env;
-    char *dir;
-    int port;
+    struct fu_cluster pg;
 };
-
-static int pg(const struct outage *o, const char *verb, bool fresh, char *out, size_t size)
-{
-    char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "MPCPUSH_PG_PORT=%d %s/scripts/pg %s %s%s 2>&1", o->port,
-             th_env("MPCPUSH_SOURCE_DIR"), verb, o->dir, fresh ? " --fresh" : "");
-    return tx_shell(cmd, out, size);
-}
-
-/* A free port below the kernel's ephemeral range, so that no client socket takes it while the
- * cluster is down (th_free_port's ports come from that range). */
-static int stable_port(void)
-{
-    for (int tries = 0; tries < 200; tries++) {
-        int port = 20000 + (int)(random() % 12000);
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in addr = {.sin_family = AF_INET,
-                                   .sin_port = htons((uint16_t)port),
-                                   .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        bool ok = fd >= 0 && bind(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0;
-        if (fd >= 0)
-            close(fd);
-        if (ok)
-            return port;
-    }
-    return th_free_port();
-}
 
 static int setup(void **state)
 {
     struct outage *o = calloc(1, sizeof(*o));
     *state = o;
-    o->dir = th_tempdir("mpcpush-outage-pg");
-    srandom((unsigned)getpid() ^ (unsigned)tx_now_ms());
-    o->port = stable_port();
-    char out[4096];
-    if (pg(o, "start", true, out, sizeof(out)) != 0)
-        fail_msg("scripts/pg start: %s", out);
-    char *nl = strrchr(out, '\n');
-    if (nl && nl[1] == '\0')
-        *nl = '\0';
-    const char *last = strrchr(out, '\n');
-    o->env.db = strdup(last ? last + 1 : out);
-    const char *argv[] = {"migrate", NULL};
-    if (th_mpcpush_run(o->env.db, NULL, NULL, 0, argv) != 0)
-        fail_msg("mpcpush migrate on the private cluster failed");
+    fu_cluster_start(&o->pg);
+    o->env.db = strdup(o->pg.url);
     o->env.apikey = th_apikey(o->env.db, "tests");
     snprintf(o->env.auth, sizeof(o->env.auth), "Authorization: Bearer %s", o->env.apikey);
     return 0;
@@ -76,9 +34,7 @@ static int teardown(void **state)
     int status = tx_stop(&o->env);
     if (status != 0)
         fprintf(stderr, "receiver exited %d (log %s)\n", status, o->env.proc.log_path);
-    pg(o, "stop", false, NULL, 0);
-    th_rm_rf(o->dir);
-    free(o->dir);
+    fu_cluster_free(&o->pg);
     free(o->env.db);
     free(o->env.apikey);
     free(o);
@@ -189,9 +145,7 @@ static void test_outage_and_recovery(void **state)
     usleep(500000);
 
     /* The database goes away. */
-    char out[4096];
-    if (pg(o, "stop", false, out, sizeof(out)) != 0)
-        fail_msg("scripts/pg stop: %s", out);
+    fu_cluster_stop(&o->pg);
     long deadline = tx_now_ms() + 10000;
     char body[1024];
     long ready;
@@ -218,12 +172,7 @@ static void test_outage_and_recovery(void **state)
     sleep(2);
 
     /* It comes back on the same port; the receiver recovers without a restart. */
-    int started = -1;
-    for (int attempt = 0; attempt < 5 && started != 0; attempt++)
-        if ((started = pg(o, "start", false, out, sizeof(out))) != 0)
-            sleep(1);
-    if (started != 0)
-        fail_msg("scripts/pg start (again, port %d): %s", o->port, out);
+    fu_cluster_restart(&o->pg);
     long restarted = tx_now_ms();
     bool recovered = false;
     int n = 0;
