@@ -3,7 +3,8 @@
 -- marked covered so that only these are sent. -v first=K -v count=N
 \set ON_ERROR_STOP on
 BEGIN;
-UPDATE mpcpush.pushes SET covered_id = wanted_id, state = 'sent', lease_id = NULL
+UPDATE mpcpush.pushes SET covered_id = wanted_id, state = 'sent', lease_id = NULL,
+    leased_until = NULL
 WHERE wanted_id > covered_id;
 WITH m AS (
     INSERT INTO mpcpush.messages (wallet_id, device_id, source, payload, expires_at)
@@ -14,6 +15,6 @@ INSERT INTO mpcpush.pushes AS p (wallet_id, device_id, wanted_id)
 SELECT wallet_id, device_id, id FROM m
 ON CONFLICT (wallet_id, device_id) DO UPDATE SET
     wanted_id = greatest(p.wanted_id, EXCLUDED.wanted_id), due_at = now(), state = 'ready',
-    attempts = 0, lease_id = NULL;
+    attempts = 0, lease_id = NULL, leased_until = NULL;
 COMMIT;
 VACUUM ANALYZE mpcpush.pushes;

@@ -27,6 +27,10 @@ enum mp_result mp_buf_puts(struct mp_buf *buf, const char *text) MP_MUSTCHECK;
 enum mp_result mp_buf_printf(struct mp_buf *buf, const char *fmt, ...) MP_MUSTCHECK
     __attribute__((format(printf, 2, 3)));
 
+/* Appends text as a JSON string literal: quoted, with '"', '\\' and control bytes escaped, and
+ * any byte that is not part of valid UTF-8 replaced by U+FFFD (so the result always parses). */
+enum mp_result mp_buf_json_string(struct mp_buf *buf, const char *text) MP_MUSTCHECK;
+
 /* Empties the buffer, keeping its memory. */
 void mp_buf_reset(struct mp_buf *buf);
 

@@ -19,6 +19,12 @@ enum mp_result mp_db_exec(PGconn *conn, const char *sql) MP_MUSTCHECK;
  * server's message and returns MP_ERR_DB. Does not clear the result. */
 enum mp_result mp_db_check(PGconn *conn, PGresult *res, const char *what) MP_MUSTCHECK;
 
+/* Runs sql as the statement `name` prepared on this connection: prepared on first use (and
+ * again after a reconnect), so a statement run every batch is parsed and planned once.
+ * Text parameters, text results; the caller checks (mp_db_check) and clears the result. */
+PGresult *mp_db_exec_prepared(PGconn *conn, const char *name, const char *sql, int nparams,
+                              const char *const *params);
+
 /* True when the connection is unusable and must be replaced. */
 bool mp_db_broken(PGconn *conn);
 

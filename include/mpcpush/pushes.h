@@ -16,7 +16,7 @@ struct mp_push {
     long long lease_id;
     long long pending;     /* unacknowledged, unexpired messages */
     long long latest_id;   /* the newest of them */
-    long long ttl_seconds; /* until the newest expires */
+    long long ttl_seconds; /* until the last of them expires */
     int attempts;          /* failed attempts before this one */
 };
 

@@ -130,6 +130,11 @@ static SSL_CTX *make_ctx(X509 *leaf, EVP_PKEY *key)
                                  SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_CTX_set_alpn_select_cb(ctx, select_alpn, NULL);
+    /* Read whatever the socket holds in one read(), not two per TLS record (header, then
+     * body): clients such as libcurl send each HTTP/2 frame as its own small record. Safe
+     * because connections read until SSL_read wants more (conn.c), so nothing waits unseen
+     * in OpenSSL's buffer. */
+    SSL_CTX_set_read_ahead(ctx, 1);
     if (SSL_CTX_use_certificate(ctx, leaf) != 1 || SSL_CTX_use_PrivateKey(ctx, key) != 1 ||
         SSL_CTX_check_private_key(ctx) != 1) {
         SSL_CTX_free(ctx);

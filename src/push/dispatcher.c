@@ -49,16 +49,32 @@ struct mp_dispatcher {
 
 /* ---- waking ---- */
 
-static void wake_workers(struct mp_dispatcher *d)
+/* Wakes one napping worker, or all of them. A NOTIFY wakes one: each committed ingest batch
+ * notifies, and waking every worker for it would have them all run a claim that finds the
+ * same few rows; a worker that claims a full batch wakes the next one itself. */
+static void wake_workers(struct mp_dispatcher *d, bool all)
 {
     pthread_mutex_lock(&d->lock);
     d->wake_seq++;
-    pthread_cond_broadcast(&d->wake);
+    if (all)
+        pthread_cond_broadcast(&d->wake);
+    else
+        pthread_cond_signal(&d->wake);
     pthread_mutex_unlock(&d->lock);
 }
 
-/* Sleeps up to ms, or until a NOTIFY arrives (when notify) or the dispatcher stops. */
-static void nap(struct mp_dispatcher *d, int ms, bool notify)
+static unsigned long wake_seq(struct mp_dispatcher *d)
+{
+    pthread_mutex_lock(&d->lock);
+    unsigned long seq = d->wake_seq;
+    pthread_mutex_unlock(&d->lock);
+    return seq;
+}
+
+/* Sleeps up to ms, or until the dispatcher stops, or (when notify) until a wakeup newer than
+ * seen: a worker reads the sequence before its claim, so a NOTIFY that arrives between an
+ * empty claim and the nap is not missed. */
+static void nap(struct mp_dispatcher *d, int ms, bool notify, unsigned long seen)
 {
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
@@ -69,7 +85,6 @@ static void nap(struct mp_dispatcher *d, int ms, bool notify)
         until.tv_nsec -= 1000000000L;
     }
     pthread_mutex_lock(&d->lock);
-    unsigned long seen = d->wake_seq;
     while (!atomic_load(&d->stopping) && (!notify || d->wake_seq == seen))
         if (pthread_cond_timedwait(&d->wake, &d->lock, &until) != 0)
             break;
@@ -86,10 +101,10 @@ static void *listener_main(void *arg)
             conn = NULL;
             if (mp_db_connect(d->cfg->database_url, "listen", &conn) != MP_OK ||
                 mp_db_exec(conn, "LISTEN mpcpush_messages") != MP_OK) {
-                nap(d, 1000, false);
+                nap(d, 1000, false, 0);
                 continue;
             }
-            wake_workers(d); /* anything committed while we were away */
+            wake_workers(d, true); /* anything committed while we were away */
         }
         struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};
         if (poll(&pfd, 1, 500) <= 0)
@@ -103,7 +118,7 @@ static void *listener_main(void *arg)
             PQfreemem(n);
         }
         if (any)
-            wake_workers(d);
+            wake_workers(d, false);
     }
     PQfinish(conn);
     return NULL;
@@ -111,13 +126,24 @@ static void *listener_main(void *arg)
 
 /* ---- one batch ---- */
 
+/* The worker's connection. Its commits do not wait for the WAL flush: a claim or an outcome
+ * lost in a database crash only means a wakeup is sent again (wakeups are idempotent nudges),
+ * and not waiting for fsync takes a disk flush off every batch and off the end-to-end path.
+ * Webhooks and API writes keep their durable commits on their own connections. */
 static enum mp_result ensure_conn(struct worker *w)
 {
     if (!mp_db_broken(w->conn))
         return MP_OK;
     PQfinish(w->conn);
     w->conn = NULL;
-    return mp_db_connect(w->d->cfg->database_url, "dispatch", &w->conn);
+    enum mp_result result = mp_db_connect(w->d->cfg->database_url, "dispatch", &w->conn);
+    if (!result)
+        result = mp_db_exec(w->conn, "SET synchronous_commit = off");
+    if (result) {
+        PQfinish(w->conn);
+        w->conn = NULL;
+    }
+    return result;
 }
 
 /* Records outcomes, retrying a few times across reconnects: the sends already happened, and
@@ -128,7 +154,7 @@ static void record(struct worker *w, const struct mp_push_outcome *outcomes, int
         if (ensure_conn(w) == MP_OK && mp_pushes_record(w->conn, outcomes, n) == MP_OK)
             return;
         mp_metrics_db_error(w->d->metrics, "dispatcher");
-        nap(w->d, 200 << attempt, false);
+        nap(w->d, 200 << attempt, false, 0);
     }
     MP_ERROR("push_record_failed",
              "worker=%d count=%d detail=\"leases will expire and the "
@@ -175,27 +201,30 @@ static void *worker_main(void *arg)
     const char *project = d->project;
     while (!atomic_load(&d->stopping)) {
         if (ensure_conn(w) != MP_OK) {
-            nap(d, 1000, false);
+            nap(d, 1000, false, 0);
             continue;
         }
         struct mp_push *pushes = NULL;
         int n = 0;
+        unsigned long seen = wake_seq(d);
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         if (mp_pushes_claim(w->conn, project, w->owner, d->cfg->dispatch_batch,
                             d->cfg->lease_seconds, NULL, NULL, &pushes, &n) != MP_OK) {
             mp_metrics_db_error(d->metrics, "dispatcher");
-            nap(d, 1000, false);
+            nap(d, 1000, false, 0);
             continue;
         }
         clock_gettime(CLOCK_MONOTONIC, &t1);
         mp_metrics_claim_latency(d->metrics, (double)(t1.tv_sec - t0.tv_sec) +
                                                  (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+        if (n == d->cfg->dispatch_batch)
+            wake_workers(d, false); /* there may be more: share it */
         if (n > 0)
             run_batch(w, pushes, n);
         mp_pushes_free(pushes, n);
         if (n == 0)
-            nap(d, d->cfg->poll_interval_ms, true);
+            nap(d, d->cfg->poll_interval_ms, true, seen);
     }
     PQfinish(w->conn);
     return NULL;
@@ -276,7 +305,7 @@ void mp_dispatcher_stop(struct mp_dispatcher *d)
     if (!d)
         return;
     atomic_store(&d->stopping, true);
-    wake_workers(d);
+    wake_workers(d, true);
     for (int i = 0; i < d->nworkers; i++)
         pthread_join(d->workers[i].thread, NULL);
     if (d->listener_started)

@@ -75,6 +75,20 @@ enum mp_result mp_db_exec(PGconn *conn, const char *sql)
     return result;
 }
 
+PGresult *mp_db_exec_prepared(PGconn *conn, const char *name, const char *sql, int nparams,
+                              const char *const *params)
+{
+    PGresult *res = PQexecPrepared(conn, name, nparams, params, NULL, NULL, 0);
+    if (strcmp(mp_db_sqlstate(res), "26000") != 0) /* invalid_sql_statement_name */
+        return res;
+    PQclear(res);
+    res = PQprepare(conn, name, sql, nparams, NULL);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        return res;
+    PQclear(res);
+    return PQexecPrepared(conn, name, nparams, params, NULL, NULL, 0);
+}
+
 bool mp_db_broken(PGconn *conn)
 {
     return !conn || PQstatus(conn) != CONNECTION_OK;

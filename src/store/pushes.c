@@ -2,76 +2,72 @@
  * per batch, and the project-wide pause after quota errors. */
 #include "mpcpush/pushes.h"
 
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "mpcpush/buf.h"
 #include "mpcpush/db.h"
 
 /* Claims due rows (the CTE keeps the planner from updating more than the LIMIT), then reads
- * what the wakeup needs: the device's token and its pending messages. A due row's due_at
- * becomes the lease expiry, so a crashed dispatcher's rows are simply due again later. */
+ * what the wakeup needs: the device's token and its pending messages. The lease is kept in
+ * leased_until, which no index covers, so the claim is a HOT update; a crashed dispatcher's
+ * rows are claimable again once their leases run out. */
 static const char claim_sql[] =
     "WITH picked AS ("
     "  SELECT p.wallet_id, p.device_id FROM mpcpush.pushes p"
     "  WHERE p.wanted_id > p.covered_id AND p.due_at <= now()"
+    "   AND (p.leased_until IS NULL OR p.leased_until <= now())"
     "   AND NOT EXISTS (SELECT 1 FROM mpcpush.fcm_pauses f"
     "    WHERE f.project_id = $4 AND f.paused_until > now())"
     "   AND ($5::text IS NULL OR (p.wallet_id = $5 AND p.device_id = $6))"
     "  ORDER BY p.due_at LIMIT $1 FOR UPDATE SKIP LOCKED),"
     " claimed AS ("
-    "  UPDATE mpcpush.pushes p SET due_at = now() + make_interval(secs => $2), state = 'leased',"
-    "   lease_id = nextval('mpcpush.lease_ids'), leased_by = $3, claimed_id = p.wanted_id,"
-    "   last_attempt_at = now()"
+    "  UPDATE mpcpush.pushes p SET leased_until = now() + make_interval(secs => $2),"
+    "   state = 'leased', lease_id = nextval('mpcpush.lease_ids'), leased_by = $3,"
+    "   claimed_id = p.wanted_id, last_attempt_at = now()"
     "  FROM picked WHERE p.wallet_id = picked.wallet_id AND p.device_id = picked.device_id"
     "  RETURNING p.wallet_id, p.device_id, p.lease_id, p.attempts)"
     " SELECT c.wallet_id, c.device_id, c.lease_id, c.attempts, d.fcm_token, d.platform,"
     "  d.token_status = 'active', s.pending, s.latest_id,"
-    "  greatest(0, floor(extract(epoch FROM s.latest_expiry - now())))::bigint"
+    "  greatest(0, floor(extract(epoch FROM s.last_expiry - now())))::bigint"
     " FROM claimed c"
     " LEFT JOIN mpcpush.devices d ON d.wallet_id = c.wallet_id AND d.device_id = c.device_id"
     " CROSS JOIN LATERAL ("
-    "  SELECT count(*) AS pending, max(m.id) AS latest_id,"
-    "   (array_agg(m.expires_at ORDER BY m.id DESC))[1] AS latest_expiry"
+    "  SELECT count(*) AS pending, max(m.id) AS latest_id, max(m.expires_at) AS last_expiry"
     "  FROM mpcpush.messages m WHERE m.wallet_id = c.wallet_id AND m.device_id = c.device_id"
     "   AND m.acked_at IS NULL AND m.expires_at > now()) s";
 
-/* Applies a batch of outcomes. A dead token is invalidated only if the device still has the
- * token that was refused (it may have registered a new one meanwhile). */
+/* Applies a batch of outcomes. Only a retry moves due_at: a delivery changes covered_id (which
+ * takes the row out of pushes_due) and nothing else indexed. A dead token is invalidated only
+ * if the device still has the token that was refused (it may have registered a new one
+ * meanwhile). */
 static const char record_sql[] =
     "WITH r AS ("
-    "  SELECT * FROM json_to_recordset($1::json) AS t(wallet_id text, device_id text,"
-    "   lease_id bigint, verdict text, delay_ms bigint, outcome text, detail text, name text,"
-    "   token text)),"
+    "  SELECT * FROM json_to_recordset($1::json) AS t(w text, d text, l bigint, v text,"
+    "   ms bigint, o text, e text, n text, t text)),"
     " upd AS ("
     "  UPDATE mpcpush.pushes p SET"
-    "   covered_id = CASE WHEN r.verdict = 'retry' THEN p.covered_id"
+    "   covered_id = CASE WHEN r.v = 'retry' THEN p.covered_id"
     "    ELSE greatest(p.covered_id, p.claimed_id) END,"
-    "   state = CASE r.verdict WHEN 'retry' THEN 'retry' WHEN 'sent' THEN 'sent'"
+    "   state = CASE r.v WHEN 'retry' THEN 'retry' WHEN 'sent' THEN 'sent'"
     "    WHEN 'skipped' THEN 'skipped' ELSE 'failed' END,"
-    "   due_at = CASE WHEN r.verdict = 'retry'"
-    "    THEN now() + make_interval(secs => r.delay_ms / 1000.0) ELSE now() END,"
-    "   attempts = CASE r.verdict WHEN 'retry' THEN p.attempts + 1 WHEN 'sent' THEN 0"
+    "   due_at = CASE WHEN r.v = 'retry' THEN now() + make_interval(secs => r.ms / 1000.0)"
+    "    ELSE p.due_at END,"
+    "   attempts = CASE r.v WHEN 'retry' THEN p.attempts + 1 WHEN 'sent' THEN 0"
     "    ELSE p.attempts END,"
-    "   lease_id = NULL, leased_by = NULL,"
-    "   last_error = CASE WHEN r.verdict IN ('sent', 'skipped') THEN p.last_error"
-    "    ELSE r.outcome || coalesce(': ' || r.detail, '') END,"
-    "   last_sent_at = CASE WHEN r.verdict = 'sent' THEN now() ELSE p.last_sent_at END,"
-    "   fcm_message_name = coalesce(r.name, p.fcm_message_name)"
-    "  FROM r WHERE p.wallet_id = r.wallet_id AND p.device_id = r.device_id"
-    "   AND p.lease_id = r.lease_id"
-    "  RETURNING p.wallet_id, p.device_id, r.verdict, r.outcome, r.token),"
+    "   lease_id = NULL, leased_by = NULL, leased_until = NULL,"
+    "   last_error = CASE WHEN r.v IN ('sent', 'skipped') THEN p.last_error"
+    "    ELSE r.o || coalesce(': ' || r.e, '') END,"
+    "   last_sent_at = CASE WHEN r.v = 'sent' THEN now() ELSE p.last_sent_at END,"
+    "   fcm_message_name = coalesce(r.n, p.fcm_message_name)"
+    "  FROM r WHERE p.wallet_id = r.w AND p.device_id = r.d AND p.lease_id = r.l"
+    "  RETURNING p.wallet_id, p.device_id, r.v, r.o, r.t),"
     " dev AS ("
-    "  UPDATE mpcpush.devices d SET"
-    "   last_push_at = CASE WHEN u.verdict = 'sent' THEN now() ELSE d.last_push_at END,"
-    "   token_status = CASE WHEN u.verdict = 'token_dead' THEN 'invalid' ELSE d.token_status END,"
-    "   token_invalid_reason = CASE WHEN u.verdict = 'token_dead' THEN upper(u.outcome)"
-    "    ELSE d.token_invalid_reason END,"
-    "   token_invalidated_at = CASE WHEN u.verdict = 'token_dead' THEN now()"
-    "    ELSE d.token_invalidated_at END"
+    "  UPDATE mpcpush.devices d SET token_status = 'invalid',"
+    "   token_invalid_reason = upper(u.o), token_invalidated_at = now()"
     "  FROM upd u WHERE d.wallet_id = u.wallet_id AND d.device_id = u.device_id"
-    "   AND (u.verdict = 'sent' OR (u.verdict = 'token_dead' AND d.fcm_token = u.token))"
+    "   AND u.v = 'token_dead' AND d.fcm_token = u.t"
     "  RETURNING 1)"
     " SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM dev)";
 
@@ -117,7 +113,7 @@ enum mp_result mp_pushes_claim(PGconn *conn, const char *project, const char *ow
     snprintf(limit_text, sizeof(limit_text), "%d", limit);
     snprintf(lease_text, sizeof(lease_text), "%d", lease_seconds);
     const char *params[] = {limit_text, lease_text, owner, project, wallet_id, device_id};
-    PGresult *res = PQexecParams(conn, claim_sql, 6, NULL, params, NULL, NULL, 0);
+    PGresult *res = mp_db_exec_prepared(conn, "mpcpush_claim", claim_sql, 6, params);
     enum mp_result result = mp_db_check(conn, res, "push_claim");
     int n = result ? 0 : PQntuples(res);
     struct mp_push *pushes = result ? NULL : calloc((size_t)n + 1, sizeof(*pushes));
@@ -140,33 +136,55 @@ static const char *const verdict_names[] = {
     [MP_PUSH_SKIPPED] = "skipped", [MP_PUSH_TOKEN_DEAD] = "token_dead",
 };
 
-static json_t *outcome_json(const struct mp_push_outcome *o)
+/* One outcome as a JSON object with the short keys of record_sql; absent values are left out
+ * (NULL in SQL). */
+static enum mp_result outcome_json(struct mp_buf *out, const struct mp_push_outcome *o)
 {
-    return json_pack("{s:s,s:s,s:I,s:s,s:I,s:s?,s:s?,s:s?,s:s?}", "wallet_id", o->push->wallet_id,
-                     "device_id", o->push->device_id, "lease_id", (json_int_t)o->push->lease_id,
-                     "verdict", verdict_names[o->verdict], "delay_ms", (json_int_t)o->delay_ms,
-                     "outcome", o->outcome, "detail", o->detail && o->detail[0] ? o->detail : NULL,
-                     "name", o->name && o->name[0] ? o->name : NULL, "token", o->push->fcm_token);
+    const struct mp_push *p = o->push;
+    const char *keys[] = {"o", "e", "n", "t"};
+    const char *values[] = {o->outcome, o->detail && o->detail[0] ? o->detail : NULL,
+                            o->name && o->name[0] ? o->name : NULL, p->fcm_token};
+    enum mp_result result = mp_buf_puts(out, "{\"w\":");
+    if (!result)
+        result = mp_buf_json_string(out, p->wallet_id);
+    if (!result)
+        result = mp_buf_puts(out, ",\"d\":");
+    if (!result)
+        result = mp_buf_json_string(out, p->device_id);
+    if (!result)
+        result = mp_buf_printf(out, ",\"l\":%lld,\"v\":\"%s\",\"ms\":%lld", p->lease_id,
+                               verdict_names[o->verdict], o->delay_ms);
+    for (size_t i = 0; !result && i < sizeof(keys) / sizeof(keys[0]); i++) {
+        if (!values[i])
+            continue;
+        result = mp_buf_printf(out, ",\"%s\":", keys[i]);
+        if (!result)
+            result = mp_buf_json_string(out, values[i]);
+    }
+    return result ? result : mp_buf_puts(out, "}");
 }
 
 enum mp_result mp_pushes_record(PGconn *conn, const struct mp_push_outcome *outcomes, int count)
 {
-    json_t *rows = json_array();
-    for (int i = 0; rows && i < count; i++) {
-        json_t *row = outcome_json(&outcomes[i]);
-        if (!row || json_array_append_new(rows, row) != 0) {
-            json_decref(rows);
-            rows = NULL;
-        }
+    struct mp_buf rows;
+    mp_buf_init(&rows, 0);
+    enum mp_result result = mp_buf_puts(&rows, "[");
+    for (int i = 0; !result && i < count; i++) {
+        if (i > 0)
+            result = mp_buf_puts(&rows, ",");
+        if (!result)
+            result = outcome_json(&rows, &outcomes[i]);
     }
-    char *text = rows ? json_dumps(rows, JSON_COMPACT) : NULL;
-    json_decref(rows);
-    if (!text)
-        return MP_ERR_NOMEM;
-    const char *params[] = {text};
-    PGresult *res = PQexecParams(conn, record_sql, 1, NULL, params, NULL, NULL, 0);
-    free(text);
-    enum mp_result result = mp_db_check(conn, res, "push_record");
+    if (!result)
+        result = mp_buf_puts(&rows, "]");
+    if (result) {
+        mp_buf_free(&rows);
+        return result;
+    }
+    const char *params[] = {rows.data};
+    PGresult *res = mp_db_exec_prepared(conn, "mpcpush_record", record_sql, 1, params);
+    mp_buf_free(&rows);
+    result = mp_db_check(conn, res, "push_record");
     PQclear(res);
     return result;
 }

@@ -472,7 +472,7 @@ static void test_pending_count_and_last_push(void **state)
     check_state(&r, "w", "d", NULL, "android", "abcdefgh", "active", NULL, 2);
     assert_true(json_is_null(json_object_get(r.json, "lastPushAt")));
     th_response_free(&r);
-    th_sql_exec(e->db, "UPDATE mpcpush.devices SET last_push_at = now()");
+    th_sql_exec(e->db, "UPDATE mpcpush.pushes SET last_sent_at = now()");
     get_device(&r, e, "w", "d");
     tx_assert_iso_utc(str_field(r.json, "lastPushAt"));
     th_response_free(&r);

@@ -88,9 +88,10 @@ static void check_db_sent(const char *db, const char *wallet, const char *device
     assert_string_equal(name, json_string_value(json_object_get(rec, "name")));
     free(name);
     assert_int_equal(tx_sql_longf(db,
-                                  "SELECT count(*) FROM mpcpush.devices WHERE wallet_id = '%s'"
-                                  " AND device_id = '%s' AND last_push_at IS NOT NULL AND"
-                                  " last_push_at > now() - interval '1 minute' AND"
+                                  "SELECT count(*) FROM mpcpush.devices JOIN mpcpush.pushes"
+                                  " USING (wallet_id, device_id) WHERE wallet_id = '%s'"
+                                  " AND device_id = '%s' AND last_sent_at IS NOT NULL AND"
+                                  " last_sent_at > now() - interval '1 minute' AND"
                                   " token_status = 'active'",
                                   wallet, device),
                      1);

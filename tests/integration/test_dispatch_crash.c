@@ -112,8 +112,9 @@ static void test_sigkill_mid_batch_leases_expire(void **state)
     assert_int_equal(th_sql_long(env->t.db, "SELECT count(*) FROM mpcpush.pushes WHERE"
                                             " state = 'leased' AND lease_id IS NOT NULL"),
                      KILLED);
-    /* when the leases run out (due_at of a leased row is its lease expiry) */
-    long long expiry = tx_sql_longf(env->t.db, "SELECT (extract(epoch FROM min(due_at)) * 1000)"
+    /* when the leases run out */
+    long long expiry = tx_sql_longf(env->t.db, "SELECT (extract(epoch FROM min(leased_until))"
+                                               " * 1000)"
                                                "::bigint FROM mpcpush.pushes");
     assert_int_equal(th_proc_stop(&env->procs[0], SIGKILL), 128 + SIGKILL);
     long long killed_at = eu_unix_ms();

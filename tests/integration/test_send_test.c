@@ -31,8 +31,8 @@ static void test_delivered(void **state)
     assert_int_equal(json_array_size(records), 1);
     assert_string_equal(eu_data(json_array_get(records, 0), "type"), "mpcpush.wakeup");
     json_decref(records);
-    assert_int_equal(th_sql_long(env->t.db, "SELECT count(*) FROM mpcpush.devices"
-                                            " WHERE last_push_at IS NOT NULL"),
+    assert_int_equal(th_sql_long(env->t.db, "SELECT count(*) FROM mpcpush.pushes"
+                                            " WHERE last_sent_at IS NOT NULL"),
                      1);
 }
 

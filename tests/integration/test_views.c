@@ -222,15 +222,16 @@ static void test_push_progress_states(void **state)
 
     /* Leased by a dispatcher (lease not expired): sending. Expired lease: queued again. */
     th_sql_exec(e->db, "UPDATE mpcpush.pushes SET state = 'leased', lease_id = 1,"
-                       " leased_by = 'dispatcher-1', due_at = now() + interval '60 seconds'");
+                       " leased_by = 'dispatcher-1', leased_until = now() + interval '60 seconds'");
     assert_state(e->db, first, "sending");
-    th_sql_exec(e->db, "UPDATE mpcpush.pushes SET due_at = now() - interval '1 second'");
+    th_sql_exec(e->db, "UPDATE mpcpush.pushes SET leased_until = now() - interval '1 second'");
     assert_state(e->db, first, "queued");
 
     /* A failed attempt waiting for its retry. */
-    th_sql_exec(e->db, "UPDATE mpcpush.pushes SET state = 'retry', lease_id = NULL,"
-                       " leased_by = NULL, attempts = 2, last_error = 'UNAVAILABLE',"
-                       " last_attempt_at = now(), due_at = now() + interval '30 seconds'");
+    th_sql_exec(e->db,
+                "UPDATE mpcpush.pushes SET state = 'retry', lease_id = NULL,"
+                " leased_by = NULL, leased_until = NULL, attempts = 2, last_error = 'UNAVAILABLE',"
+                " last_attempt_at = now(), due_at = now() + interval '30 seconds'");
     assert_pending_row(e->db, first, "api|{\"n\": 1}|retrying|2|UNAVAILABLE|never");
     assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM mpcpush.pending_messages"
                                         " WHERE next_attempt_at > now() + interval '20 seconds'"),

@@ -1,6 +1,7 @@
 /* Core pieces: bounded buffers, log quoting and redaction, validation, rate limits, backoff. */
 #include "harness.h"
 
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,45 @@ static void test_buf_limit(void **state)
     assert_null(buf.data);
     free(stolen);
     mp_buf_free(&buf);
+}
+
+/* Every string becomes a JSON string jansson parses back to the same text, or to the text with
+ * U+FFFD where the input was not UTF-8. */
+static void json_string_is(const char *in, const char *literal, const char *decoded)
+{
+    struct mp_buf b;
+    mp_buf_init(&b, 0);
+    assert_int_equal(mp_buf_json_string(&b, in), MP_OK);
+    if (literal)
+        assert_string_equal(b.data, literal);
+    json_error_t err;
+    json_t *v = json_loadb(b.data, b.len, JSON_DECODE_ANY, &err);
+    assert_non_null(v);
+    assert_string_equal(json_string_value(v), decoded);
+    json_decref(v);
+    mp_buf_free(&b);
+}
+
+static void test_buf_json_string(void **state)
+{
+    (void)state;
+    json_string_is("", "\"\"", "");
+    json_string_is("plain text", "\"plain text\"", "plain text");
+    json_string_is("q\"b\\", "\"q\\\"b\\\\\"", "q\"b\\");
+    json_string_is("a\nb\x01\x1f", "\"a\\u000ab\\u0001\\u001f\"", "a\nb\x01\x1f");
+    json_string_is("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x91", NULL,
+                   "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x91");
+    /* stray continuation byte, truncated sequence, overlong '/', surrogate, past U+10FFFF */
+    json_string_is("a\x80" "b", NULL, "a\xef\xbf\xbd" "b");
+    json_string_is("\xe2\x82", NULL, "\xef\xbf\xbd\xef\xbf\xbd");
+    json_string_is("\xc0\xaf", NULL, "\xef\xbf\xbd\xef\xbf\xbd");
+    json_string_is("\xed\xa0\x80", NULL, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+    json_string_is("\xf4\x90\x80\x80", NULL, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+    /* the buffer's limit holds */
+    struct mp_buf b;
+    mp_buf_init(&b, 8);
+    assert_int_equal(mp_buf_json_string(&b, "0123456789"), MP_ERR_TOO_LARGE);
+    mp_buf_free(&b);
 }
 
 static void test_log_quote(void **state)
@@ -114,9 +154,10 @@ static void test_backoff(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buf_limit),  cmocka_unit_test(test_log_quote),
-        cmocka_unit_test(test_log_redact), cmocka_unit_test(test_validate),
-        cmocka_unit_test(test_ratelimit),  cmocka_unit_test(test_backoff),
+        cmocka_unit_test(test_buf_limit), cmocka_unit_test(test_buf_json_string),
+        cmocka_unit_test(test_log_quote), cmocka_unit_test(test_log_redact),
+        cmocka_unit_test(test_validate),  cmocka_unit_test(test_ratelimit),
+        cmocka_unit_test(test_backoff),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
