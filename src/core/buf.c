@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mpcpush/validate.h"
+
 void mp_buf_init(struct mp_buf *buf, size_t limit)
 {
     buf->data = NULL;
@@ -68,20 +70,6 @@ enum mp_result mp_buf_printf(struct mp_buf *buf, const char *fmt, ...)
     return MP_OK;
 }
 
-/* The length of the valid UTF-8 sequence at s (1 to 4), or 0 if it is not one. */
-static size_t utf8_length(const unsigned char *s)
-{
-    size_t n = s[0] < 0xC2 ? 0 : s[0] < 0xE0 ? 2 : s[0] < 0xF0 ? 3 : s[0] < 0xF5 ? 4 : 0;
-    for (size_t i = 1; i < n; i++)
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-    /* no overlong forms, no surrogates, nothing above U+10FFFF */
-    if ((n == 3 && s[0] == 0xE0 && s[1] < 0xA0) || (n == 3 && s[0] == 0xED && s[1] >= 0xA0) ||
-        (n == 4 && s[0] == 0xF0 && s[1] < 0x90) || (n == 4 && s[0] == 0xF4 && s[1] >= 0x90))
-        return 0;
-    return n;
-}
-
 enum mp_result mp_buf_json_string(struct mp_buf *buf, const char *text)
 {
     const unsigned char *s = (const unsigned char *)text;
@@ -98,7 +86,7 @@ enum mp_result mp_buf_json_string(struct mp_buf *buf, const char *text)
             result = mp_buf_append(buf, esc, 2);
         } else if (*s < 0x20) {
             result = mp_buf_printf(buf, "\\u%04x", *s++);
-        } else if ((run = utf8_length(s)) > 0) {
+        } else if ((run = mp_utf8_sequence(s)) > 0) {
             result = mp_buf_append(buf, s, run);
             s += run;
         } else {

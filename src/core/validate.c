@@ -32,3 +32,28 @@ bool mp_valid_platform(const char *platform)
     return platform && (strcmp(platform, "android") == 0 || strcmp(platform, "ios") == 0 ||
                         strcmp(platform, "web") == 0);
 }
+
+size_t mp_utf8_sequence(const unsigned char *s)
+{
+    size_t n = s[0] < 0xC2 ? 0 : s[0] < 0xE0 ? 2 : s[0] < 0xF0 ? 3 : s[0] < 0xF5 ? 4 : 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    /* no overlong forms, no surrogates, nothing above U+10FFFF */
+    if ((n == 3 && s[0] == 0xE0 && s[1] < 0xA0) || (n == 3 && s[0] == 0xED && s[1] >= 0xA0) ||
+        (n == 4 && s[0] == 0xF0 && s[1] < 0x90) || (n == 4 && s[0] == 0xF4 && s[1] >= 0x90))
+        return 0;
+    return n;
+}
+
+bool mp_valid_utf8(const char *s)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    while (*u) {
+        size_t n = *u < 0x80 ? 1 : mp_utf8_sequence(u);
+        if (n == 0)
+            return false;
+        u += n;
+    }
+    return true;
+}

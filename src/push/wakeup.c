@@ -3,7 +3,6 @@
  * messages over the API. */
 #include "mpcpush/fcm.h"
 
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,13 +23,6 @@ static bool valid_wakeup(const struct mp_wakeup *w)
            mp_valid_id(w->device_id, strlen(w->device_id)) && w->pending >= 0 && w->latest_id >= 0;
 }
 
-static bool valid_utf8(const char *s)
-{
-    json_t *probe = json_string(s);
-    json_decref(probe);
-    return probe != NULL;
-}
-
 static long long clamp_ttl(long long ttl)
 {
     if (ttl < 0)
@@ -38,89 +30,92 @@ static long long clamp_ttl(long long ttl)
     return ttl > MP_FCM_TTL_MAX ? MP_FCM_TTL_MAX : ttl;
 }
 
-static json_t *data_block(const struct mp_wakeup *w)
+/* Appends "key":"value" and a comma. */
+static enum mp_result field(struct mp_buf *b, const char *key, const char *value)
 {
-    char pending[24], latest[24];
-    snprintf(pending, sizeof(pending), "%lld", w->pending);
-    snprintf(latest, sizeof(latest), "%lld", w->latest_id);
-    return json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "mpcpush.wakeup", "walletId",
-                     w->wallet_id, "deviceId", w->device_id, "pending", pending, "latestId",
-                     latest);
+    enum mp_result result = mp_buf_printf(b, "\"%s\":", key);
+    if (!result)
+        result = mp_buf_json_string(b, value);
+    return result ? result : mp_buf_puts(b, ",");
 }
 
-static json_t *apns_block(const struct mp_wakeup *w, long long ttl)
+/* "data":{...}: every value a string, as FCM requires of data messages. */
+static enum mp_result data_block(struct mp_buf *b, const struct mp_wakeup *w)
 {
-    char expiration[24];
+    enum mp_result result = mp_buf_puts(b, "\"data\":{\"type\":\"mpcpush.wakeup\",");
+    if (!result)
+        result = field(b, "walletId", w->wallet_id);
+    if (!result)
+        result = field(b, "deviceId", w->device_id);
+    return result ? result
+                  : mp_buf_printf(b, "\"pending\":\"%lld\",\"latestId\":\"%lld\"}", w->pending,
+                                  w->latest_id);
+}
+
+static enum mp_result apns_block(struct mp_buf *b, const struct mp_wakeup *w, long long ttl)
+{
     long long now = w->now_unix ? w->now_unix : (long long)time(NULL);
-    snprintf(expiration, sizeof(expiration), "%lld", now + ttl);
-    if (has_text(w->alert_title) && has_text(w->alert_body))
-        return json_pack("{s:{s:s, s:s, s:s, s:s}, s:{s:{s:{s:s, s:s}, s:i}}}", "headers",
-                         "apns-push-type", "alert", "apns-priority", "10", "apns-collapse-id",
-                         MP_FCM_COLLAPSE, "apns-expiration", expiration, "payload", "aps", "alert",
-                         "title", w->alert_title, "body", w->alert_body, "mutable-content", 1);
-    return json_pack("{s:{s:s, s:s, s:s, s:s}, s:{s:{s:i}}}", "headers", "apns-push-type",
-                     "background", "apns-priority", "5", "apns-collapse-id", MP_FCM_COLLAPSE,
-                     "apns-expiration", expiration, "payload", "aps", "content-available", 1);
+    bool alert = has_text(w->alert_title) && has_text(w->alert_body);
+    enum mp_result result =
+        mp_buf_printf(b,
+                      "\"apns\":{\"headers\":{\"apns-push-type\":\"%s\",\"apns-priority\":\"%s\","
+                      "\"apns-collapse-id\":\"" MP_FCM_COLLAPSE "\",\"apns-expiration\":\"%lld\"},"
+                      "\"payload\":{\"aps\":{",
+                      alert ? "alert" : "background", alert ? "10" : "5", now + ttl);
+    if (!alert)
+        return result ? result : mp_buf_puts(b, "\"content-available\":1}}}");
+    if (!result)
+        result = mp_buf_puts(b, "\"alert\":{");
+    if (!result)
+        result = field(b, "title", w->alert_title);
+    if (!result)
+        result = mp_buf_puts(b, "\"body\":");
+    if (!result)
+        result = mp_buf_json_string(b, w->alert_body);
+    return result ? result : mp_buf_puts(b, "},\"mutable-content\":1}}}");
 }
 
-/* Adds the platform's block ("android", "apns" or "webpush") to message. */
-static int add_platform(json_t *message, const struct mp_wakeup *w)
+/* The platform's block: "android", "apns" or "webpush". */
+static enum mp_result platform_block(struct mp_buf *b, const struct mp_wakeup *w)
 {
     long long ttl = clamp_ttl(w->ttl_seconds);
-    char text[24];
-    if (strcmp(w->platform, "android") == 0) {
-        snprintf(text, sizeof(text), "%llds", ttl);
-        return json_object_set_new(message, "android",
-                                   json_pack("{s:s, s:s, s:s}", "priority", "HIGH", "ttl", text,
-                                             "collapse_key", MP_FCM_COLLAPSE));
-    }
+    if (strcmp(w->platform, "android") == 0)
+        return mp_buf_printf(b,
+                             "\"android\":{\"priority\":\"HIGH\",\"ttl\":\"%llds\","
+                             "\"collapse_key\":\"" MP_FCM_COLLAPSE "\"}",
+                             ttl);
     if (strcmp(w->platform, "ios") == 0)
-        return json_object_set_new(message, "apns", apns_block(w, ttl));
-    snprintf(text, sizeof(text), "%lld", ttl);
-    return json_object_set_new(
-        message, "webpush", json_pack("{s:{s:s, s:s}}", "headers", "TTL", text, "Urgency", "high"));
+        return apns_block(b, w, ttl);
+    return mp_buf_printf(b, "\"webpush\":{\"headers\":{\"TTL\":\"%lld\",\"Urgency\":\"high\"}}",
+                         ttl);
 }
 
-static json_t *request_json(const struct mp_wakeup *w)
-{
-    json_t *message = json_pack("{s:s, s:o}", "token", w->token, "data", data_block(w));
-    if (!message || add_platform(message, w) != 0) {
-        json_decref(message);
-        return NULL;
-    }
-    json_t *root = json_pack("{s:o}", "message", message);
-    if (root && w->validate_only && json_object_set_new(root, "validate_only", json_true())) {
-        json_decref(root);
-        return NULL;
-    }
-    return root;
-}
-
+/* Builds in a buffer of its own, so that out is left alone on failure. */
 enum mp_result mp_fcm_build_wakeup(const struct mp_wakeup *w, struct mp_buf *out)
 {
-    enum mp_result result = MP_OK;
-    json_t *root = NULL;
-    char *text = NULL;
-    if (!valid_wakeup(w) || (has_text(w->alert_title) && !valid_utf8(w->alert_title)) ||
-        (has_text(w->alert_body) && !valid_utf8(w->alert_body))) {
-        result = MP_ERR_INVALID;
-        goto out;
-    }
-    root = request_json(w);
-    text = root ? json_dumps(root, JSON_COMPACT) : NULL;
-    if (!text) {
-        result = MP_ERR_NOMEM;
-        goto out;
-    }
-    size_t len = strlen(text);
-    if (len - strlen(w->token) > MP_FCM_PAYLOAD_MAX || len > out->limit) {
+    if (!valid_wakeup(w) || (has_text(w->alert_title) && !mp_valid_utf8(w->alert_title)) ||
+        (has_text(w->alert_body) && !mp_valid_utf8(w->alert_body)))
+        return MP_ERR_INVALID;
+    struct mp_buf b;
+    mp_buf_init(&b, out->limit);
+    enum mp_result result = mp_buf_puts(&b, "{\"message\":{");
+    if (!result)
+        result = field(&b, "token", w->token);
+    if (!result)
+        result = data_block(&b, w);
+    if (!result)
+        result = mp_buf_puts(&b, ",");
+    if (!result)
+        result = platform_block(&b, w);
+    if (!result)
+        result = mp_buf_puts(&b, w->validate_only ? "},\"validate_only\":true}" : "}}");
+    if (!result && b.len - strlen(w->token) > MP_FCM_PAYLOAD_MAX)
         result = MP_ERR_TOO_LARGE;
-        goto out;
+    if (result) {
+        mp_buf_free(&b);
+        return result;
     }
-    mp_buf_reset(out);
-    result = mp_buf_append(out, text, len);
-out:
-    free(text);
-    json_decref(root);
-    return result;
+    mp_buf_free(out);
+    *out = b;
+    return MP_OK;
 }

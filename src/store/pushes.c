@@ -9,24 +9,25 @@
 #include "mpcpush/buf.h"
 #include "mpcpush/db.h"
 
-/* Claims due rows (the CTE keeps the planner from updating more than the LIMIT), then reads
- * what the wakeup needs: the device's token and its pending messages. The lease is kept in
- * leased_until, which no index covers, so the claim is a HOT update; a crashed dispatcher's
- * rows are claimable again once their leases run out. */
+/* Claims due rows and reads what the wakeup needs: the device's token and its pending
+ * messages. The rows are picked and locked (SKIP LOCKED: concurrent claimers share the queue),
+ * then updated by ctid, with no second index lookup; a row changed between the two is simply
+ * left for the next claim. The lease is kept in leased_until, which no index covers, so the
+ * claim is a HOT update; a crashed dispatcher's rows are claimable again once their leases run
+ * out. */
 static const char claim_sql[] =
-    "WITH picked AS ("
-    "  SELECT p.wallet_id, p.device_id FROM mpcpush.pushes p"
-    "  WHERE p.wanted_id > p.covered_id AND p.due_at <= now()"
-    "   AND (p.leased_until IS NULL OR p.leased_until <= now())"
-    "   AND NOT EXISTS (SELECT 1 FROM mpcpush.fcm_pauses f"
-    "    WHERE f.project_id = $4 AND f.paused_until > now())"
-    "   AND ($5::text IS NULL OR (p.wallet_id = $5 AND p.device_id = $6))"
-    "  ORDER BY p.due_at LIMIT $1 FOR UPDATE SKIP LOCKED),"
-    " claimed AS ("
+    "WITH claimed AS ("
     "  UPDATE mpcpush.pushes p SET leased_until = now() + make_interval(secs => $2),"
     "   state = 'leased', lease_id = nextval('mpcpush.lease_ids'), leased_by = $3,"
     "   claimed_id = p.wanted_id, last_attempt_at = now()"
-    "  FROM picked WHERE p.wallet_id = picked.wallet_id AND p.device_id = picked.device_id"
+    "  WHERE p.ctid = ANY(ARRAY("
+    "   SELECT q.ctid FROM mpcpush.pushes q"
+    "   WHERE q.wanted_id > q.covered_id AND q.due_at <= now()"
+    "    AND (q.leased_until IS NULL OR q.leased_until <= now())"
+    "    AND NOT EXISTS (SELECT 1 FROM mpcpush.fcm_pauses f"
+    "     WHERE f.project_id = $4 AND f.paused_until > now())"
+    "    AND ($5::text IS NULL OR (q.wallet_id = $5 AND q.device_id = $6))"
+    "   ORDER BY q.due_at LIMIT $1 FOR UPDATE SKIP LOCKED))"
     "  RETURNING p.wallet_id, p.device_id, p.lease_id, p.attempts)"
     " SELECT c.wallet_id, c.device_id, c.lease_id, c.attempts, d.fcm_token, d.platform,"
     "  d.token_status = 'active', s.pending, s.latest_id,"
