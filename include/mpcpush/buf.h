@@ -31,6 +31,10 @@ enum mp_result mp_buf_printf(struct mp_buf *buf, const char *fmt, ...) MP_MUSTCH
  * any byte that is not part of valid UTF-8 replaced by U+FFFD (so the result always parses). */
 enum mp_result mp_buf_json_string(struct mp_buf *buf, const char *text) MP_MUSTCHECK;
 
+/* Appends text as one element of a PostgreSQL array literal ('{"a","b",NULL}'): quoted and
+ * escaped as above (control bytes kept as they are), or NULL when text is NULL. */
+enum mp_result mp_buf_pg_array_text(struct mp_buf *buf, const char *text) MP_MUSTCHECK;
+
 /* Empties the buffer, keeping its memory. */
 void mp_buf_reset(struct mp_buf *buf);
 

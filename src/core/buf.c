@@ -2,6 +2,7 @@
 #include "mpcpush/buf.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,13 +71,16 @@ enum mp_result mp_buf_printf(struct mp_buf *buf, const char *fmt, ...)
     return MP_OK;
 }
 
-enum mp_result mp_buf_json_string(struct mp_buf *buf, const char *text)
+/* Appends text between double quotes, '"' and '\\' escaped with a backslash, control bytes
+ * as \\u00XX when json (a PostgreSQL array element takes them as they are), and any byte that
+ * is not part of valid UTF-8 replaced by U+FFFD. */
+static enum mp_result append_quoted(struct mp_buf *buf, const char *text, bool json)
 {
     const unsigned char *s = (const unsigned char *)text;
     enum mp_result result = mp_buf_append(buf, "\"", 1);
     while (!result && *s) {
         size_t run = 0; /* plain ASCII is copied in runs */
-        while (s[run] >= 0x20 && s[run] < 0x80 && s[run] != '"' && s[run] != '\\')
+        while (s[run] >= (json ? 0x20 : 0x01) && s[run] < 0x80 && s[run] != '"' && s[run] != '\\')
             run++;
         if (run) {
             result = mp_buf_append(buf, s, run);
@@ -95,6 +99,16 @@ enum mp_result mp_buf_json_string(struct mp_buf *buf, const char *text)
         }
     }
     return result ? result : mp_buf_append(buf, "\"", 1);
+}
+
+enum mp_result mp_buf_json_string(struct mp_buf *buf, const char *text)
+{
+    return append_quoted(buf, text, true);
+}
+
+enum mp_result mp_buf_pg_array_text(struct mp_buf *buf, const char *text)
+{
+    return text ? append_quoted(buf, text, false) : mp_buf_puts(buf, "NULL");
 }
 
 void mp_buf_reset(struct mp_buf *buf)

@@ -1,0 +1,177 @@
+/* The push queue's SQL on its own (src/store/pushes.c), against a real database: what a claim
+ * returns and leases, and that a batch of outcomes lands exactly, whatever bytes the error
+ * details hold. The dispatcher tests cover the same statements end to end; these pin the
+ * edges that FCM rarely produces. */
+#include "harness.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mpcpush/db.h"
+#include "mpcpush/pushes.h"
+
+struct env {
+    char *db;
+    PGconn *conn;
+};
+
+static int setup(void **state)
+{
+    struct env *e = calloc(1, sizeof(*e));
+    e->db = th_db_create(true);
+    assert_int_equal(mp_db_connect(e->db, "test", &e->conn), MP_OK);
+    /* three devices with one pending message each; d3's token will be refused */
+    th_sql_exec(e->db,
+                "INSERT INTO mpcpush.devices (wallet_id, device_id, platform, fcm_token)"
+                " SELECT 'w', 'd' || k, 'android', 'token-' || k FROM generate_series(1, 3) k;"
+                "INSERT INTO mpcpush.messages (wallet_id, device_id, source, payload, expires_at)"
+                " SELECT 'w', 'd' || k, 'api', '{}', now() + interval '1 hour'"
+                " FROM generate_series(1, 3) k;"
+                "INSERT INTO mpcpush.pushes (wallet_id, device_id, wanted_id)"
+                " SELECT wallet_id, device_id, id FROM mpcpush.messages");
+    *state = e;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct env *e = *state;
+    PQfinish(e->conn);
+    free(e->db);
+    free(e);
+    return 0;
+}
+
+static struct mp_push *claim(struct env *e, int limit, int *n)
+{
+    struct mp_push *pushes = NULL;
+    assert_int_equal(
+        mp_pushes_claim(e->conn, "project", "tester", limit, 60, NULL, NULL, &pushes, n), MP_OK);
+    return pushes;
+}
+
+static int by_device(const void *a, const void *b)
+{
+    return strcmp(((const struct mp_push *)a)->device_id, ((const struct mp_push *)b)->device_id);
+}
+
+static void test_claim_leases_and_hides(void **state)
+{
+    struct env *e = *state;
+    int n = 0, again = 0;
+    struct mp_push *pushes = claim(e, 10, &n);
+    assert_int_equal(n, 3);
+    qsort(pushes, (size_t)n, sizeof(*pushes), by_device);
+    assert_string_equal(pushes[0].device_id, "d1");
+    assert_string_equal(pushes[0].fcm_token, "token-1");
+    assert_true(pushes[0].token_active);
+    assert_int_equal(pushes[0].pending, 1);
+    assert_true(pushes[0].ttl_seconds > 3500 && pushes[0].ttl_seconds <= 3600);
+    /* leased: a second claim finds nothing, and due_at did not move */
+    struct mp_push *none = claim(e, 10, &again);
+    assert_int_equal(again, 0);
+    mp_pushes_free(none, again);
+    assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM mpcpush.pushes WHERE"
+                                        " state = 'leased' AND leased_until > now()"
+                                        " AND due_at <= now() AND leased_by = 'tester'"),
+                     3);
+    /* an expired lease is claimable again */
+    th_sql_exec(e->db, "UPDATE mpcpush.pushes SET leased_until = now() - interval '1 second'"
+                       " WHERE device_id = 'd2'");
+    struct mp_push *one = claim(e, 10, &again);
+    assert_int_equal(again, 1);
+    assert_string_equal(one[0].device_id, "d2");
+    assert_true(one[0].lease_id != pushes[1].lease_id);
+    mp_pushes_free(one, again);
+    mp_pushes_free(pushes, n);
+}
+
+static void test_record_exact(void **state)
+{
+    struct env *e = *state;
+    int n = 0;
+    struct mp_push *pushes = claim(e, 10, &n);
+    assert_int_equal(n, 3);
+    qsort(pushes, (size_t)n, sizeof(*pushes), by_device);
+    /* details with every character an array literal or JSON treats specially, and bytes
+     * that are not UTF-8 */
+    const char *detail = "q\"uote b\\ack {brace} a,b NULL \x01 caf\xc3\xa9 bad\xff";
+    struct mp_push_outcome out[3] = {
+        {.push = &pushes[0],
+         .verdict = MP_PUSH_SENT,
+         .outcome = "ok",
+         .name = "projects/p/messages/1"},
+        {.push = &pushes[1],
+         .verdict = MP_PUSH_RETRY,
+         .delay_ms = 30000,
+         .outcome = "unavailable",
+         .detail = detail},
+        {.push = &pushes[2], .verdict = MP_PUSH_TOKEN_DEAD, .outcome = "unregistered"},
+    };
+    assert_int_equal(mp_pushes_record(e->conn, out, 3), MP_OK);
+    char *row = th_sql_text(e->db, "SELECT concat_ws('|', state, covered_id = wanted_id, attempts,"
+                                   " lease_id IS NULL AND leased_until IS NULL,"
+                                   " last_sent_at IS NOT NULL, fcm_message_name)"
+                                   " FROM mpcpush.pushes WHERE device_id = 'd1'");
+    assert_string_equal(row, "sent|t|0|t|t|projects/p/messages/1");
+    free(row);
+    row = th_sql_text(e->db, "SELECT concat_ws('|', state, covered_id < wanted_id, attempts,"
+                             " due_at > now() + interval '25 seconds', last_error)"
+                             " FROM mpcpush.pushes WHERE device_id = 'd2'");
+    assert_string_equal(row, "retry|t|1|t|unavailable: q\"uote b\\ack {brace} a,b NULL \x01"
+                             " caf\xc3\xa9 bad\xef\xbf\xbd");
+    free(row);
+    row =
+        th_sql_text(e->db, "SELECT concat_ws('|', p.state, d.token_status, d.token_invalid_reason)"
+                           " FROM mpcpush.pushes p JOIN mpcpush.devices d USING (wallet_id,"
+                           " device_id) WHERE device_id = 'd3'");
+    assert_string_equal(row, "failed|invalid|UNREGISTERED");
+    free(row);
+    /* the lastPushAt the API shows comes from the delivery */
+    row = th_sql_text(e->db, "SELECT mpcpush.device_state('w', 'd1')->>'lastPushAt' IS NOT NULL");
+    assert_string_equal(row, "t");
+    free(row);
+    mp_pushes_free(pushes, n);
+}
+
+/* An outcome whose lease was taken over (expired and claimed again) changes nothing; a dead
+ * token is not invalidated when the device registered a new one meanwhile. */
+static void test_record_stale(void **state)
+{
+    struct env *e = *state;
+    int n = 0, m = 0;
+    struct mp_push *first = claim(e, 10, &n);
+    qsort(first, (size_t)n, sizeof(*first), by_device);
+    th_sql_exec(e->db, "UPDATE mpcpush.pushes SET leased_until = now() - interval '1 second'"
+                       " WHERE device_id = 'd1'");
+    struct mp_push *second = claim(e, 10, &m);
+    assert_int_equal(m, 1);
+    th_sql_exec(e->db, "UPDATE mpcpush.devices SET fcm_token = 'token-new' WHERE device_id = 'd2'");
+    struct mp_push_outcome out[2] = {
+        {.push = &first[0], .verdict = MP_PUSH_SENT, .outcome = "ok"},
+        {.push = &first[1], .verdict = MP_PUSH_TOKEN_DEAD, .outcome = "unregistered"},
+    };
+    assert_int_equal(mp_pushes_record(e->conn, out, 2), MP_OK);
+    assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM mpcpush.pushes WHERE"
+                                        " device_id = 'd1' AND state = 'leased'"
+                                        " AND covered_id = 0"),
+                     1);
+    assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM mpcpush.devices WHERE"
+                                        " token_status = 'active'"),
+                     3);
+    assert_int_equal(mp_pushes_record(e->conn, out, 0), MP_OK); /* an empty batch is fine */
+    mp_pushes_free(second, m);
+    mp_pushes_free(first, n);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_claim_leases_and_hides, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_record_exact, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_record_stale, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
