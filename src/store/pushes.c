@@ -14,11 +14,12 @@
  * then updated by ctid, with no second index lookup; a row changed between the two is simply
  * left for the next claim. The lease is kept in leased_until, which no index covers, so the
  * claim is a HOT update; a crashed dispatcher's rows are claimable again once their leases run
- * out. */
+ * out. One lease id serves the whole claim: with the row's key it tells this claim's outcome
+ * from a later claim's. */
 static const char claim_sql[] =
     "WITH claimed AS ("
     "  UPDATE mpcpush.pushes p SET leased_until = now() + make_interval(secs => $2),"
-    "   state = 'leased', lease_id = nextval('mpcpush.lease_ids'), leased_by = $3,"
+    "   state = 'leased', lease_id = (SELECT nextval('mpcpush.lease_ids')), leased_by = $3,"
     "   claimed_id = p.wanted_id, last_attempt_at = now()"
     "  WHERE p.ctid = ANY(ARRAY("
     "   SELECT q.ctid FROM mpcpush.pushes q"
