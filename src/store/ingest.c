@@ -1,14 +1,16 @@
 /* The group-commit writer: one thread, one connection, one statement per batch. */
 #include "mpcpush/ingest.h"
 
-#include <jansson.h>
+#include <arpa/inet.h>
 #include <libpq-fe.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "mpcpush/buf.h"
 #include "mpcpush/db.h"
 #include "mpcpush/log.h"
 
@@ -20,9 +22,10 @@
  * that batches from several receivers draw message ids and commit in the same order: a device
  * that acknowledged up to some id must never later see a smaller one appear (its wakeup would
  * look done and its cursor would skip it). One writer per process, so this costs no more than
- * the commit it waits for. The input is a JSON array of jobs; the result has one
- * row per job, in order: the inbox id of a new event (NULL for a duplicate or an API job) and
- * the messages made for it. Message ids are drawn here so they can be mapped back to jobs. One
+ * the commit it waits for. The input is one binary array per job field (the jobs are their
+ * rows, in order). The result has, for each job in order, one row with its inbox id (NULL for a
+ * duplicate or an API job) and no message id, then one row per message made for it (device,
+ * id, expiry), by id. Message ids are drawn here so they can be mapped back to jobs. One
  * NOTIFY per batch (never per row) tells dispatchers and long-polls which devices have news. */
 static const char ingest_sql[] =
     "WITH serial AS MATERIALIZED (SELECT pg_advisory_xact_lock(7164627561)),"
@@ -31,9 +34,9 @@ static const char ingest_sql[] =
     "   WHEN t.kind = 2 THEN jsonb_build_object('eventType', t.event_type,"
     "    'data', t.raw_body::jsonb -> 'data')"
     "   WHEN t.kind <> 0 THEN t.raw_body::jsonb #> t.payload_path::text[] END AS payload"
-    "  FROM json_to_recordset($1::json) AS t(ord int, kind int, dedupe_key text,"
-    "   api_version smallint, event_type text, wallet_id text, device_id text, raw_body text,"
-    "   payload_path text, ttl int) CROSS JOIN serial),"
+    "  FROM unnest($1::int[], $2::text[], $3::smallint[], $4::text[], $5::text[], $6::text[],"
+    "   $7::text[], $8::text[], $9::int[]) WITH ORDINALITY AS t(kind, dedupe_key, api_version,"
+    "   event_type, wallet_id, device_id, raw_body, payload_path, ttl, ord) CROSS JOIN serial),"
     " events AS ("
     "  INSERT INTO mpcpush.webhook_events"
     "   (dedupe_key, api_version, event_type, wallet_id, device_id, raw_body)"
@@ -81,12 +84,51 @@ static const char ingest_sql[] =
     "   CASE WHEN sum(length(wallet_id) + length(device_id) + 2) <= 7000"
     "   THEN string_agg(DISTINCT wallet_id || '/' || device_id, ' ') ELSE '*' END)"
     "  FROM targets HAVING count(*) > 0)"
-    " SELECT i.ord, e.id,"
-    "  (SELECT coalesce(json_agg(json_build_object('deviceId', t.device_id, 'id', t.id::text,"
-    "    'expiresAt', mpcpush.iso_time(now() + make_interval(secs => t.ttl))) ORDER BY t.id),"
-    "    '[]') FROM targets t WHERE t.ord = i.ord),"
+    " SELECT i.ord, e.id, NULL::text, NULL::bigint, NULL::text,"
     "  (SELECT count(*) FROM notified), (SELECT count(*) FROM wake)"
-    " FROM input i LEFT JOIN events e USING (dedupe_key) ORDER BY i.ord";
+    " FROM input i LEFT JOIN events e USING (dedupe_key)"
+    " UNION ALL"
+    " SELECT t.ord, NULL, t.device_id, t.id,"
+    "  mpcpush.iso_time(now() + make_interval(secs => t.ttl)), NULL, NULL"
+    " FROM targets t"
+    " ORDER BY 1, 4 NULLS FIRST";
+
+/* The statement's parameters: one array per job field, in this order, sent in binary. */
+enum column {
+    COL_KIND,
+    COL_DEDUPE_KEY,
+    COL_API_VERSION,
+    COL_EVENT_TYPE,
+    COL_WALLET_ID,
+    COL_DEVICE_ID,
+    COL_RAW_BODY,
+    COL_PAYLOAD_PATH,
+    COL_TTL,
+    COLUMNS
+};
+
+/* pg_type OIDs (catalog/pg_type_d.h, stable across versions). */
+#define INT2_OID       21
+#define INT4_OID       23
+#define TEXT_OID       25
+#define INT2_ARRAY_OID 1005
+#define INT4_ARRAY_OID 1007
+#define TEXT_ARRAY_OID 1009
+
+static const Oid column_type[COLUMNS] = {
+    INT4_ARRAY_OID, TEXT_ARRAY_OID, INT2_ARRAY_OID, TEXT_ARRAY_OID, TEXT_ARRAY_OID,
+    TEXT_ARRAY_OID, TEXT_ARRAY_OID, TEXT_ARRAY_OID, INT4_ARRAY_OID,
+};
+
+/* The result's columns. */
+enum { RES_ORD, RES_EVENT_ID, RES_DEVICE_ID, RES_MESSAGE_ID, RES_EXPIRES_AT };
+
+/* A one-dimensional array in PostgreSQL's binary format (array_recv), built in place. Errors
+ * are sticky: the first failed append is kept in result and later appends do nothing. */
+struct pg_array {
+    struct mp_buf buf;
+    enum mp_result result;
+};
 
 struct mp_ingest {
     char *url;
@@ -98,6 +140,8 @@ struct mp_ingest {
     bool stopping;
     PGconn *conn;
     struct mp_ingest_job **batch, **unique; /* batch_max each, used by the writer only */
+    struct pg_array columns[COLUMNS];       /* the parameters of a batch (writer only) */
+    struct mp_buf made;                     /* a job's messages_json while it is built */
     struct timespec last_failure;
     atomic_bool healthy;
     atomic_ullong batches, jobs, failures, messages;
@@ -130,7 +174,7 @@ static enum mp_result ensure_connection(struct mp_ingest *ingest)
     PGconn *conn = NULL;
     enum mp_result result = mp_db_connect(ingest->url, "ingest", &conn);
     if (!result) {
-        PGresult *res = PQprepare(conn, "ingest", ingest_sql, 1, NULL);
+        PGresult *res = PQprepare(conn, "ingest", ingest_sql, COLUMNS, column_type);
         result = mp_db_check(conn, res, "ingest_prepare");
         PQclear(res);
     }
@@ -146,13 +190,79 @@ static enum mp_result ensure_connection(struct mp_ingest *ingest)
     return MP_OK;
 }
 
-static json_t *job_json(const struct mp_ingest_job *job, int ord)
+static void array_put(struct pg_array *a, const void *data, size_t len)
 {
-    return json_pack("{s:i,s:i,s:s?,s:i,s:s?,s:s?,s:s?,s:s?,s:s?,s:i}", "ord", ord, "kind",
-                     (int)job->kind, "dedupe_key", job->dedupe_key, "api_version", job->api_version,
-                     "event_type", job->event_type, "wallet_id", job->wallet_id, "device_id",
-                     job->device_id, "raw_body", job->raw_body, "payload_path", job->payload_path,
-                     "ttl", job->ttl_seconds);
+    if (!a->result)
+        a->result = mp_buf_append(&a->buf, data, len);
+}
+
+static void array_put_int32(struct pg_array *a, int32_t value)
+{
+    uint32_t net = htonl((uint32_t)value);
+    array_put(a, &net, sizeof(net));
+}
+
+/* Empties a and writes the header of an array of n elements of type element_oid. */
+static void array_start(struct pg_array *a, Oid element_oid, int n)
+{
+    mp_buf_reset(&a->buf);
+    a->result = MP_OK;
+    array_put_int32(a, 1); /* dimensions */
+    array_put_int32(a, 1); /* flags: may hold NULLs */
+    array_put_int32(a, (int32_t)element_oid);
+    array_put_int32(a, n); /* length */
+    array_put_int32(a, 1); /* lower bound */
+}
+
+static void array_int4(struct pg_array *a, int value)
+{
+    array_put_int32(a, 4);
+    array_put_int32(a, value);
+}
+
+static void array_int2(struct pg_array *a, int value)
+{
+    uint16_t net = htons((uint16_t)(int16_t)value);
+    array_put_int32(a, 2);
+    array_put(a, &net, sizeof(net));
+}
+
+/* A text element, NULL for NULL. Sent up to its first NUL byte, as the C string it is (the
+ * receiver refuses bodies holding one before they get here). */
+static void array_text(struct pg_array *a, const char *text)
+{
+    size_t len = text ? strlen(text) : 0;
+    if (len > INT32_MAX && !a->result)
+        a->result = MP_ERR_TOO_LARGE;
+    array_put_int32(a, text ? (int32_t)len : -1);
+    if (len)
+        array_put(a, text, len);
+}
+
+/* Fills ingest->columns with jobs[0..n). */
+static enum mp_result encode_batch(struct mp_ingest *ingest, struct mp_ingest_job **jobs, int n)
+{
+    struct pg_array *c = ingest->columns;
+    static const Oid element[COLUMNS] = {INT4_OID, TEXT_OID, INT2_OID, TEXT_OID, TEXT_OID,
+                                         TEXT_OID, TEXT_OID, TEXT_OID, INT4_OID};
+    for (int k = 0; k < COLUMNS; k++)
+        array_start(&c[k], element[k], n);
+    for (int i = 0; i < n; i++) {
+        const struct mp_ingest_job *job = jobs[i];
+        array_int4(&c[COL_KIND], (int)job->kind);
+        array_text(&c[COL_DEDUPE_KEY], job->dedupe_key);
+        array_int2(&c[COL_API_VERSION], job->api_version);
+        array_text(&c[COL_EVENT_TYPE], job->event_type);
+        array_text(&c[COL_WALLET_ID], job->wallet_id);
+        array_text(&c[COL_DEVICE_ID], job->device_id);
+        array_text(&c[COL_RAW_BODY], job->raw_body);
+        array_text(&c[COL_PAYLOAD_PATH], job->payload_path);
+        array_int4(&c[COL_TTL], job->ttl_seconds);
+    }
+    for (int k = 0; k < COLUMNS; k++)
+        if (c[k].result)
+            return c[k].result;
+    return MP_OK;
 }
 
 /* The first earlier job of the batch with the same dedupe key, or NULL. */
@@ -167,20 +277,66 @@ static struct mp_ingest_job *earlier_twin(struct mp_ingest_job **jobs, int i)
     return NULL;
 }
 
-/* Copies one result row into its job; counts the messages made into *made_count. */
-static enum mp_result take_row(PGresult *res, int row, struct mp_ingest_job *job,
-                               size_t *made_count)
+/* Appends one message row of the result to a JSON list being built in buf. */
+static enum mp_result append_message(struct mp_buf *buf, PGresult *res, int row, bool first)
 {
-    job->duplicate = job->kind <= MP_INGEST_EVENT_WALLET && PQgetisnull(res, row, 1);
-    job->event_id = PQgetisnull(res, row, 1) ? 0 : atoll(PQgetvalue(res, row, 1));
-    const char *made = PQgetvalue(res, row, 2);
-    if (job->kind >= MP_INGEST_API_DEVICE && strcmp(made, "[]") == 0)
-        return MP_ERR_NOT_FOUND;
-    json_t *list = json_loads(made, 0, NULL);
-    *made_count += json_array_size(list);
-    json_decref(list);
-    job->messages_json = strdup(made);
-    return job->messages_json ? MP_OK : MP_ERR_NOMEM;
+    enum mp_result result = mp_buf_puts(buf, first ? "{\"deviceId\":" : ",{\"deviceId\":");
+    if (!result)
+        result = mp_buf_json_string(buf, PQgetvalue(res, row, RES_DEVICE_ID));
+    if (!result)
+        result = mp_buf_puts(buf, ",\"id\":");
+    if (!result)
+        result = mp_buf_json_string(buf, PQgetvalue(res, row, RES_MESSAGE_ID));
+    if (!result)
+        result = mp_buf_puts(buf, ",\"expiresAt\":");
+    if (!result)
+        result = mp_buf_json_string(buf, PQgetvalue(res, row, RES_EXPIRES_AT));
+    return result ? result : mp_buf_puts(buf, "}");
+}
+
+static bool row_of(PGresult *res, int row, int ord)
+{
+    return row < PQntuples(res) && atoi(PQgetvalue(res, row, RES_ORD)) == ord;
+}
+
+/* Lists the messages of rows [first, end) as JSON into job->messages_json. */
+static enum mp_result list_messages(struct mp_ingest *ingest, PGresult *res, int first, int end,
+                                    struct mp_ingest_job *job)
+{
+    struct mp_buf *made = &ingest->made;
+    mp_buf_reset(made);
+    enum mp_result result = mp_buf_puts(made, "[");
+    for (int r = first; !result && r < end; r++)
+        result = append_message(made, res, r, r == first);
+    if (!result)
+        result = mp_buf_puts(made, "]");
+    if (!result && !(job->messages_json = strdup(made->data)))
+        result = MP_ERR_NOMEM;
+    return result;
+}
+
+/* Takes the rows of the job at ord (1-based) from *row on: its own row, then one per message
+ * made. Sets the job's output and result, counts the messages into *made_count and moves *row
+ * past them. MP_ERR_INTERNAL when the rows are not laid out as the statement promises. */
+static enum mp_result take_rows(struct mp_ingest *ingest, PGresult *res, int *row, int ord,
+                                struct mp_ingest_job *job, size_t *made_count)
+{
+    int first = *row + 1, end = first;
+    if (!row_of(res, *row, ord) || !PQgetisnull(res, *row, RES_MESSAGE_ID))
+        return MP_ERR_INTERNAL;
+    while (row_of(res, end, ord))
+        if (PQgetisnull(res, end++, RES_MESSAGE_ID))
+            return MP_ERR_INTERNAL;
+    bool stored = !PQgetisnull(res, *row, RES_EVENT_ID);
+    job->duplicate = job->kind <= MP_INGEST_EVENT_WALLET && !stored;
+    job->event_id = stored ? atoll(PQgetvalue(res, *row, RES_EVENT_ID)) : 0;
+    if (job->kind >= MP_INGEST_API_DEVICE && end == first)
+        job->result = MP_ERR_NOT_FOUND;
+    else
+        job->result = list_messages(ingest, res, first, end, job);
+    *made_count += (size_t)(end - first);
+    *row = end;
+    return MP_OK;
 }
 
 /* Whether a failed statement was refused for what it was given (a data exception, a violated
@@ -200,29 +356,28 @@ static enum mp_result write_batch(struct mp_ingest *ingest, struct mp_ingest_job
                                   bool *refused)
 {
     *refused = false;
-    json_t *input = json_array();
-    for (int i = 0; input && i < n; i++) {
-        json_t *row = job_json(jobs[i], i);
-        if (!row || json_array_append_new(input, row) != 0) {
-            json_decref(input);
-            input = NULL;
-        }
+    enum mp_result result = encode_batch(ingest, jobs, n);
+    if (result)
+        return result;
+    const char *values[COLUMNS];
+    int lengths[COLUMNS], formats[COLUMNS];
+    for (int k = 0; k < COLUMNS; k++) {
+        if (ingest->columns[k].buf.len > INT32_MAX)
+            return MP_ERR_TOO_LARGE;
+        values[k] = ingest->columns[k].buf.data;
+        lengths[k] = (int)ingest->columns[k].buf.len;
+        formats[k] = 1;
     }
-    char *text = input ? json_dumps(input, JSON_COMPACT) : NULL;
-    json_decref(input);
-    if (!text)
-        return MP_ERR_NOMEM;
-    const char *params[] = {text};
-    PGresult *res = PQexecPrepared(ingest->conn, "ingest", 1, params, NULL, NULL, 0);
-    free(text);
-    enum mp_result result = mp_db_check(ingest->conn, res, "ingest");
+    PGresult *res = PQexecPrepared(ingest->conn, "ingest", COLUMNS, values, lengths, formats, 0);
+    result = mp_db_check(ingest->conn, res, "ingest");
     if (result)
         *refused = bad_input(res);
-    if (!result && PQntuples(res) != n)
-        result = MP_ERR_INTERNAL;
     size_t made = 0;
+    int row = 0;
     for (int i = 0; !result && i < n; i++)
-        jobs[i]->result = take_row(res, i, jobs[i], &made);
+        result = take_rows(ingest, res, &row, i + 1, jobs[i], &made);
+    if (!result && row != PQntuples(res))
+        result = MP_ERR_INTERNAL;
     PQclear(res);
     if (!result)
         atomic_fetch_add(&ingest->messages, made);
@@ -308,6 +463,9 @@ enum mp_result mp_ingest_start(const char *database_url, int batch_max, struct m
     atomic_store(&ingest->healthy, true);
     ingest->batch = calloc((size_t)ingest->batch_max, sizeof(*ingest->batch));
     ingest->unique = calloc((size_t)ingest->batch_max, sizeof(*ingest->unique));
+    for (int k = 0; k < COLUMNS; k++)
+        mp_buf_init(&ingest->columns[k].buf, 0);
+    mp_buf_init(&ingest->made, 0);
     if (!ingest->url || !ingest->batch || !ingest->unique ||
         pthread_create(&ingest->thread, NULL, writer_main, ingest) != 0) {
         free(ingest->batch);
@@ -366,6 +524,9 @@ void mp_ingest_stop(struct mp_ingest *ingest)
     PQfinish(ingest->conn);
     pthread_mutex_destroy(&ingest->lock);
     pthread_cond_destroy(&ingest->wake);
+    for (int k = 0; k < COLUMNS; k++)
+        mp_buf_free(&ingest->columns[k].buf);
+    mp_buf_free(&ingest->made);
     free(ingest->batch);
     free(ingest->unique);
     free(ingest->url);
