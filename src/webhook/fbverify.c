@@ -1,7 +1,9 @@
 /* Fireblocks webhook signatures: v1 (RSA SHA-512 over the body, PEM keys) and v2 (detached JWS
  * RS512, JWKS keys chosen by kid). The v1 keys never change after creation; the JWKS key set is
- * swapped whole under keys_lock, and every caller holds its own reference to the key it uses,
- * so a reload never pulls a key from under a verification. */
+ * swapped whole under keys_lock, and every caller copies the verifier of the key it uses under
+ * it, so a reload never pulls a key from under a verification. Each key has a verifier context
+ * set up once (digest, key, padding: mp_rs512_verifier_new) that requests copy instead of setting
+ * all of it up again; the shared one is only ever read. */
 #include "mpcpush/fbverify.h"
 
 #include <errno.h>
@@ -9,7 +11,6 @@
 #include <openssl/decoder.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/rsa.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -29,6 +30,7 @@
 
 struct mp_fbverify {
     EVP_PKEY *v1_keys[MP_FBVERIFY_V1_KEYS_MAX];
+    EVP_MD_CTX *v1_verifiers[MP_FBVERIFY_V1_KEYS_MAX]; /* one per key, copied per request */
     size_t v1_count;
     bool has_jwks;
     struct mp_jwks_source jwks_source;
@@ -129,6 +131,12 @@ static enum mp_result load_pubkeys(struct mp_fbverify *v, const char *files, str
             break;
         }
         enum mp_result one = load_pem(path, &v->v1_keys[v->v1_count], why, sizeof(why));
+        if (!one &&
+            !(v->v1_verifiers[v->v1_count] = mp_rs512_verifier_new(v->v1_keys[v->v1_count]))) {
+            EVP_PKEY_free(v->v1_keys[v->v1_count]);
+            snprintf(why, sizeof(why), "out of memory");
+            one = MP_ERR_NOMEM;
+        }
         if (one) {
             problem(errors, ENV_PUBKEYS ": %s: %s", path, why);
             result = one == MP_ERR_NOMEM ? one : MP_ERR_INVALID;
@@ -169,36 +177,33 @@ static enum mp_result reload_jwks(struct mp_fbverify *v, char *why, size_t why_s
     return MP_OK;
 }
 
-static EVP_PKEY *lookup(struct mp_fbverify *v, const char *kid)
+/* Copies the verifier of the key named kid into ctx (MP_ERR_NOT_FOUND, MP_ERR_NOMEM). */
+static enum mp_result lookup(struct mp_fbverify *v, const char *kid, EVP_MD_CTX *ctx)
 {
     pthread_mutex_lock(&v->keys_lock);
-    EVP_PKEY *pkey = mp_jwks_get(v->jwks, kid);
+    enum mp_result result = mp_jwks_verifier(v->jwks, kid, ctx);
     pthread_mutex_unlock(&v->keys_lock);
-    return pkey;
+    return result;
 }
 
-/* The key named kid (a reference the caller frees). On a miss, reloads the JWKS unless another
+/* Sets ctx up to verify with the key named kid. On a miss, reloads the JWKS unless another
  * load happened within the interval; callers that arrive during a load wait for it and look
  * again instead of loading too. */
-static enum mp_result jwks_key(struct mp_fbverify *v, const char *kid, EVP_PKEY **out)
+static enum mp_result jwks_verifier(struct mp_fbverify *v, const char *kid, EVP_MD_CTX *ctx)
 {
     char why[256];
-    EVP_PKEY *pkey = lookup(v, kid);
-    enum mp_result result = MP_OK;
-    if (pkey)
-        goto out;
+    enum mp_result result = lookup(v, kid, ctx);
+    if (result != MP_ERR_NOT_FOUND)
+        return result;
     pthread_mutex_lock(&v->load_lock);
-    pkey = lookup(v, kid);
-    if (!pkey && now_seconds() - v->last_load >= (time_t)v->interval) {
+    result = lookup(v, kid, ctx);
+    if (result == MP_ERR_NOT_FOUND && now_seconds() - v->last_load >= (time_t)v->interval) {
         if (reload_jwks(v, why, sizeof(why)) == MP_OK)
-            pkey = lookup(v, kid);
+            result = lookup(v, kid, ctx);
     }
-    if (!pkey)
+    if (result == MP_ERR_NOT_FOUND)
         result = v->load_failed ? MP_ERR_UNAVAILABLE : MP_ERR_UNAUTHORIZED;
     pthread_mutex_unlock(&v->load_lock);
-out:
-    if (!result)
-        *out = pkey;
     return result;
 }
 
@@ -236,20 +241,12 @@ static bool update_b64url(EVP_MD_CTX *ctx, const unsigned char *data, size_t len
     return true;
 }
 
-/* RSASSA-PKCS1-v1_5 with SHA-512 over the concatenation of parts. */
-static enum mp_result verify_rs512(EVP_PKEY *pkey, const unsigned char *sig, size_t sig_len,
+/* RSASSA-PKCS1-v1_5 with SHA-512 over the concatenation of parts, with ctx, a copy of a key's
+ * verifier (used up: the caller frees it). */
+static enum mp_result verify_rs512(EVP_MD_CTX *ctx, const unsigned char *sig, size_t sig_len,
                                    const struct part *parts, size_t count)
 {
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    EVP_PKEY_CTX *pctx = NULL;
     enum mp_result result = MP_ERR_UNAUTHORIZED;
-    if (!ctx) {
-        result = MP_ERR_NOMEM;
-        goto out;
-    }
-    if (EVP_DigestVerifyInit(ctx, &pctx, EVP_sha512(), NULL, pkey) != 1 ||
-        EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) != 1)
-        goto out;
     for (size_t i = 0; i < count; i++) {
         bool ok = parts[i].b64url ? update_b64url(ctx, parts[i].data, parts[i].len)
                                   : EVP_DigestVerifyUpdate(ctx, parts[i].data, parts[i].len) == 1;
@@ -259,6 +256,18 @@ static enum mp_result verify_rs512(EVP_PKEY *pkey, const unsigned char *sig, siz
     if (EVP_DigestVerifyFinal(ctx, sig, sig_len) == 1)
         result = MP_OK;
 out:
+    ERR_clear_error();
+    return result;
+}
+
+/* Verifies with v1 key i (see verify_rs512). */
+static enum mp_result verify_v1_key(struct mp_fbverify *v, size_t i, const unsigned char *sig,
+                                    size_t sig_len, const struct part *whole)
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    enum mp_result result = MP_ERR_NOMEM;
+    if (ctx && EVP_MD_CTX_copy_ex(ctx, v->v1_verifiers[i]) == 1)
+        result = verify_rs512(ctx, sig, sig_len, whole, 1);
     EVP_MD_CTX_free(ctx);
     ERR_clear_error();
     return result;
@@ -299,7 +308,7 @@ static enum mp_result check_v1(struct mp_fbverify *v, const char *header, const 
     }
     *why = "no key verifies";
     for (size_t i = 0; i < v->v1_count && result; i++) {
-        enum mp_result one = verify_rs512(v->v1_keys[i], sig, sig_len, &whole, 1);
+        enum mp_result one = verify_v1_key(v, i, sig, sig_len, &whole);
         if (one != MP_ERR_UNAUTHORIZED)
             result = one;
     }
@@ -344,7 +353,6 @@ static enum mp_result check_v2(struct mp_fbverify *v, const char *header, const 
     size_t text_len, sig_len;
     unsigned char sig[SIG_MAX];
     char kid[MP_JWKS_KID_MAX + 1];
-    EVP_PKEY *pkey = NULL;
     if (!trimmed(header, MP_FBVERIFY_V2_HEADER_MAX, &text, &text_len)) {
         *why = "header too long";
         return MP_ERR_UNAUTHORIZED;
@@ -362,15 +370,19 @@ static enum mp_result check_v2(struct mp_fbverify *v, const char *header, const 
         *why = "signature not base64url";
         return MP_ERR_UNAUTHORIZED;
     }
-    result = jwks_key(v, kid, &pkey);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    result = ctx ? jwks_verifier(v, kid, ctx) : MP_ERR_NOMEM;
     if (result) {
-        *why = result == MP_ERR_UNAVAILABLE ? "unknown kid, JWKS unavailable" : "unknown kid";
+        *why = result == MP_ERR_UNAVAILABLE ? "unknown kid, JWKS unavailable"
+               : result == MP_ERR_NOMEM     ? "out of memory"
+                                            : "unknown kid";
+        EVP_MD_CTX_free(ctx);
         return result;
     }
     const struct part input[] = {
         {text, (size_t)(dot - text), false}, {".", 1, false}, {body, len, true}};
-    result = verify_rs512(pkey, sig, sig_len, input, 3);
-    EVP_PKEY_free(pkey);
+    result = verify_rs512(ctx, sig, sig_len, input, 3);
+    EVP_MD_CTX_free(ctx);
     *why = "signature does not verify";
     return result;
 }
@@ -474,8 +486,10 @@ void mp_fbverify_free(struct mp_fbverify *v)
 {
     if (!v)
         return;
-    for (size_t i = 0; i < v->v1_count; i++)
+    for (size_t i = 0; i < v->v1_count; i++) {
         EVP_PKEY_free(v->v1_keys[i]);
+        EVP_MD_CTX_free(v->v1_verifiers[i]);
+    }
     mp_jwks_free(v->jwks);
     mp_jwks_source_clear(&v->jwks_source);
     pthread_mutex_destroy(&v->keys_lock);

@@ -1,6 +1,6 @@
 /* Private to the webhook verifier: JSON Web Key Sets (RFC 7517) holding the RSA keys of
  * Fireblocks-Webhook-Signature, where they come from (a file or an https URL), and the base64
- * decoder both signature versions share. */
+ * decoder and RS512 verifiers both signature versions share. */
 #ifndef MPCPUSH_JWKS_INT_H
 #define MPCPUSH_JWKS_INT_H
 
@@ -57,6 +57,19 @@ enum mp_result mp_jwks_load(const struct mp_jwks_source *src, struct mp_jwks **o
 
 /* The key named kid, with a reference the caller drops with EVP_PKEY_free; NULL when absent. */
 EVP_PKEY *mp_jwks_get(const struct mp_jwks *set, const char *kid);
+
+/* Copies the RS512 verifier of the key named kid (see mp_rs512_verifier_new) into out, a context
+ * of the caller's, ready for EVP_DigestVerifyUpdate. MP_ERR_NOT_FOUND when no key is named kid
+ * (set may be NULL), MP_ERR_NOMEM when the copy fails. */
+enum mp_result mp_jwks_verifier(const struct mp_jwks *set, const char *kid,
+                                EVP_MD_CTX *out) MP_MUSTCHECK;
+
+/* A context initialised once to verify RSASSA-PKCS1-v1_5 SHA-512 signatures made with pkey
+ * (digest fetched, key and padding set up), so that each verification only copies it
+ * (EVP_MD_CTX_copy_ex) instead of setting all of this up again. It is never updated itself,
+ * only copied, which makes it safe to share between threads. The caller frees it with
+ * EVP_MD_CTX_free; NULL when out of memory. */
+EVP_MD_CTX *mp_rs512_verifier_new(EVP_PKEY *pkey);
 
 /* The number of keys in set (0 for NULL). */
 size_t mp_jwks_count(const struct mp_jwks *set);

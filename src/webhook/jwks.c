@@ -1,6 +1,7 @@
 /* JSON Web Key Sets for Fireblocks-Webhook-Signature (v2): where a set comes from (a file, or an
  * https URL fetched with libcurl under size and time limits), turning its RSA keys into
- * EVP_PKEYs with the OpenSSL 3 provider API, and the base64 codecs the verifier shares. */
+ * EVP_PKEYs with the OpenSSL 3 provider API, and the base64 codecs and RS512 verifier contexts
+ * the verifier shares. */
 #include "mpcpush/validate.h"
 #include "webhook/jwks-int.h"
 
@@ -11,6 +12,7 @@
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/param_build.h>
+#include <openssl/rsa.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,6 +30,7 @@
 struct jwk {
     char *kid;
     EVP_PKEY *pkey;
+    EVP_MD_CTX *verifier; /* mp_rs512_verifier_new(pkey): copied, never used */
 };
 
 struct mp_jwks {
@@ -420,12 +423,16 @@ static enum mp_result add_key(struct mp_jwks *set, json_t *jwk)
         return MP_OK;
     }
     char *copy = strdup(json_string_value(kid));
-    if (!copy) {
+    EVP_MD_CTX *verifier = mp_rs512_verifier_new(pkey);
+    if (!copy || !verifier) {
+        free(copy);
+        EVP_MD_CTX_free(verifier);
         EVP_PKEY_free(pkey);
         return MP_ERR_NOMEM;
     }
     set->keys[set->count].kid = copy;
     set->keys[set->count].pkey = pkey;
+    set->keys[set->count].verifier = verifier;
     set->count++;
     return MP_OK;
 }
@@ -495,6 +502,31 @@ EVP_PKEY *mp_jwks_get(const struct mp_jwks *set, const char *kid)
     return set->keys[i].pkey;
 }
 
+enum mp_result mp_jwks_verifier(const struct mp_jwks *set, const char *kid, EVP_MD_CTX *out)
+{
+    long i = find(set, kid);
+    if (i < 0)
+        return MP_ERR_NOT_FOUND;
+    if (EVP_MD_CTX_copy_ex(out, set->keys[i].verifier) != 1) {
+        ERR_clear_error();
+        return MP_ERR_NOMEM;
+    }
+    return MP_OK;
+}
+
+EVP_MD_CTX *mp_rs512_verifier_new(EVP_PKEY *pkey)
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_PKEY_CTX *pctx = NULL;
+    if (ctx && (EVP_DigestVerifyInit_ex(ctx, &pctx, "SHA512", NULL, NULL, pkey, NULL) != 1 ||
+                EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) != 1)) {
+        EVP_MD_CTX_free(ctx);
+        ctx = NULL;
+    }
+    ERR_clear_error();
+    return ctx;
+}
+
 size_t mp_jwks_count(const struct mp_jwks *set)
 {
     return set ? set->count : 0;
@@ -507,6 +539,7 @@ void mp_jwks_free(struct mp_jwks *set)
     for (size_t i = 0; i < set->count; i++) {
         free(set->keys[i].kid);
         EVP_PKEY_free(set->keys[i].pkey);
+        EVP_MD_CTX_free(set->keys[i].verifier);
     }
     free(set);
 }

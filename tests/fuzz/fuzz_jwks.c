@@ -1,8 +1,9 @@
 /* The JWKS parser (mp_jwks_parse, what a fetched or read key set goes through) and kid lookup.
  *
  * Input: the JWKS document. Invariants: a parsed set holds 1..MP_JWKS_MAX_KEYS keys; every key
- * it returns for a kid named in the document is an RSA key of at least 2048 bits; a failure
- * leaves a NUL-terminated reason. */
+ * it returns for a kid named in the document is an RSA key of at least 2048 bits, and has a
+ * verifier context to copy (mp_jwks_verifier) exactly when it is there; a failure leaves a
+ * NUL-terminated reason. */
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
@@ -24,6 +25,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 static void check_key(const struct mp_jwks *set, const char *kid)
 {
     EVP_PKEY *pkey = mp_jwks_get(set, kid);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    enum mp_result r = ctx ? mp_jwks_verifier(set, kid, ctx) : MP_ERR_NOMEM;
+    EVP_MD_CTX_free(ctx);
+    FZ_CHECK(r == MP_ERR_NOMEM || (r == MP_OK) == (pkey != NULL));
     if (!pkey)
         return;
     FZ_CHECK(EVP_PKEY_get_base_id(pkey) == EVP_PKEY_RSA);

@@ -649,6 +649,56 @@ static void test_v2_concurrent_miss_loads_once(void **state)
     mp_fbverify_free(v);
 }
 
+/* Each key's verifier context is set up once and copied by every check: checks on many threads
+ * at once, good and bad, v1 (two keys: the second verifies) and v2, each get their own answer. */
+struct hammer {
+    struct mp_fbverify *v;
+    const char *v1, *v2;
+    const char *data;
+    enum mp_result expected;
+    int wrong;
+};
+
+static void *hammer(void *arg)
+{
+    struct hammer *h = arg;
+    for (int i = 0; i < 150; i++)
+        if (mp_fbverify_check(h->v, h->v1, h->v2, h->data, BODY_LEN) != h->expected)
+            h->wrong++;
+    return NULL;
+}
+
+static void test_concurrent_checks_share_verifiers(void **state)
+{
+    char pems[512], tampered[sizeof(body)];
+    const int i0[] = {0};
+    const char *const k[] = {"a"};
+    char *path = jwks_file(1, i0, k);
+    snprintf(pems, sizeof(pems), "%s,%s", pem_paths[2], pem_paths[1]);
+    struct mp_fbverify *v = make(pems, path);
+    char *v1 = v1_header(keys[1], body, BODY_LEN), *v2 = jws_kid(keys[0], "a", body, BODY_LEN);
+    memcpy(tampered, body, sizeof(body));
+    tampered[5] ^= 1;
+    struct hammer h[6] = {
+        {v, v1, NULL, body, MP_OK, 0},
+        {v, NULL, v2, body, MP_OK, 0},
+        {v, v1, NULL, tampered, MP_ERR_UNAUTHORIZED, 0},
+        {v, NULL, v2, tampered, MP_ERR_UNAUTHORIZED, 0},
+        {v, v1, v2, body, MP_OK, 0},
+        {v, v2, v1, body, MP_ERR_UNAUTHORIZED, 0},
+    };
+    pthread_t threads[6];
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(pthread_create(&threads[i], NULL, hammer, &h[i]), 0);
+    for (int i = 0; i < 6; i++) {
+        pthread_join(threads[i], NULL);
+        assert_int_equal(h[i].wrong, 0);
+    }
+    free(v1);
+    free(v2);
+    mp_fbverify_free(v);
+}
+
 static void test_v2_jwks_key_filtering(void **state)
 {
     json_t *rsa = jwk_of(keys[0], "good"), *enc = jwk_of(keys[1], "enc");
@@ -941,6 +991,7 @@ int main(void)
         cmocka_unit_test(test_v2_malformed),
         cmocka_unit_test(test_v2_rotation_and_rate_limit),
         cmocka_unit_test(test_v2_concurrent_miss_loads_once),
+        cmocka_unit_test(test_concurrent_checks_share_verifiers),
         cmocka_unit_test(test_v2_jwks_key_filtering),
         cmocka_unit_test(test_v2_jwks_file_problems),
         cmocka_unit_test(test_both_headers),
