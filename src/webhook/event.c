@@ -1,8 +1,9 @@
-/* Fireblocks webhook envelopes (v1 and v2) parsed with jansson into struct mp_event: which
- * envelope it is, its dedupe key, the ids it names, and where the store should route it. */
+/* Fireblocks webhook envelopes (v1 and v2) read into struct mp_event: which envelope it is, its
+ * dedupe key, the ids it names, and where the store should route it. The body is checked whole
+ * by a strict scanner (webhook/jscan-int.h) that hands over only the few members read here;
+ * the payload is never built (the database takes it from the raw body). */
 #include "mpcpush/event.h"
 
-#include <jansson.h>
 #include <openssl/evp.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <time.h>
 
 #include "mpcpush/validate.h"
+#include "webhook/jscan-int.h"
 
 /* The events that wake the devices of the wallet they name, when it is valid. */
 struct wakeup_rule {
@@ -35,14 +37,89 @@ static const struct wakeup_rule *find_rule(const struct mp_event *ev)
     return NULL;
 }
 
+/* ---- the members read ---- */
+
+/* What the envelope parser reads: members of the top level, of its "data" object, and of
+ * data's "source" object. The rest of the body (the payload included) is checked, not built. */
+enum field {
+    F_EVENT_TYPE,
+    F_ID,
+    F_CREATED_AT,
+    F_TYPE,
+    F_TIMESTAMP,
+    F_WALLET,
+    F_DEVICE,
+    F_PHYSICAL,
+    F_MESSAGE,
+    F_DATA,
+    F_DATA_WALLET,
+    F_DATA_DEVICE,
+    F_DATA_PHYSICAL,
+    F_DATA_MESSAGE,
+    F_DATA_STATUS,
+    F_DATA_TX_STATUS,
+    F_DATA_SOURCE,
+    F_SOURCE_WALLET,
+    FIELDS
+};
+
+static const struct mp_jwant wanted[FIELDS] = {
+    [F_EVENT_TYPE] = {-1, "eventType"},
+    [F_ID] = {-1, "id"},
+    [F_CREATED_AT] = {-1, "createdAt"},
+    [F_TYPE] = {-1, "type"},
+    [F_TIMESTAMP] = {-1, "timestamp"},
+    [F_WALLET] = {-1, "walletId"},
+    [F_DEVICE] = {-1, "deviceId"},
+    [F_PHYSICAL] = {-1, "physicalDeviceId"},
+    [F_MESSAGE] = {-1, "message"},
+    [F_DATA] = {-1, "data"},
+    [F_DATA_WALLET] = {F_DATA, "walletId"},
+    [F_DATA_DEVICE] = {F_DATA, "deviceId"},
+    [F_DATA_PHYSICAL] = {F_DATA, "physicalDeviceId"},
+    [F_DATA_MESSAGE] = {F_DATA, "message"},
+    [F_DATA_STATUS] = {F_DATA, "status"},
+    [F_DATA_TX_STATUS] = {F_DATA, "txStatus"},
+    [F_DATA_SOURCE] = {F_DATA, "source"},
+    [F_SOURCE_WALLET] = {F_DATA_SOURCE, "walletId"},
+};
+
+/* The members found, and their decoded strings (made on first use, freed with the body). */
+struct body {
+    struct mp_jvalue f[FIELDS];
+    char *text[FIELDS];
+    bool nomem;
+};
+
+static bool present(const struct body *b, enum field f)
+{
+    return b->f[f].type != MP_JSON_ABSENT;
+}
+
+/* The decoded string of field f, NULL when it is not a string (or memory ran out). */
+static const char *string_of(struct body *b, enum field f)
+{
+    if (b->f[f].type != MP_JSON_STRING)
+        return NULL;
+    if (!b->text[f] && !(b->text[f] = mp_jstring_dup(&b->f[f], NULL)))
+        b->nomem = true;
+    return b->text[f];
+}
+
+static void body_clear(struct body *b)
+{
+    for (int i = 0; i < FIELDS; i++)
+        free(b->text[i]);
+}
+
 /* ---- envelope ---- */
 
-static bool valid_type(json_t *type)
+static bool valid_type(const char *type)
 {
-    size_t len = json_string_length(type);
-    if (!json_is_string(type) || len == 0 || len > MP_EVENT_TYPE_MAX)
+    size_t len = type ? strlen(type) : 0;
+    if (len == 0 || len > MP_EVENT_TYPE_MAX)
         return false;
-    for (const unsigned char *p = (const unsigned char *)json_string_value(type); *p; p++)
+    for (const unsigned char *p = (const unsigned char *)type; *p; p++)
         if (*p <= ' ' || *p >= 0x7f)
             return false;
     return true;
@@ -76,17 +153,19 @@ static char *prefixed(const char *prefix, const char *value)
 
 /* Milliseconds since the epoch from a number, a string of digits, or an ISO-8601 UTC time
  * ("2026-01-31T12:00:00.123Z"); 0 when absent or unreadable. */
-static int64_t millis(json_t *value)
+static int64_t millis(struct body *b, enum field f)
 {
-    const char *text = json_string_value(value);
+    const char *text = string_of(b, f);
     struct tm tm = {0};
     int ms = 0, n = 0;
-    if (json_is_integer(value))
-        return json_integer_value(value) > 0 ? (int64_t)json_integer_value(value) : 0;
-    if (json_is_real(value))
-        return json_real_value(value) > 0 && json_real_value(value) < 9e15
-                   ? (int64_t)json_real_value(value)
-                   : 0;
+    if (b->f[f].type == MP_JSON_INTEGER) {
+        long long value = mp_jinteger(&b->f[f]);
+        return value > 0 ? (int64_t)value : 0;
+    }
+    if (b->f[f].type == MP_JSON_REAL) {
+        double value = mp_jreal(&b->f[f]);
+        return value > 0 && value < 9e15 ? (int64_t)value : 0;
+    }
     if (!text)
         return 0;
     if (text[0] >= '0' && text[0] <= '9' && strspn(text, "0123456789") == strlen(text))
@@ -110,36 +189,37 @@ static int64_t millis(json_t *value)
 }
 
 /* Fills api_version, event_type, dedupe_key and occurred_at_ms. */
-static enum mp_result envelope(json_t *root, const char *body, size_t len, struct mp_event *ev,
+static enum mp_result envelope(struct body *b, const char *body, size_t len, struct mp_event *ev,
                                const char **why)
 {
-    json_t *type = json_object_get(root, "eventType"), *id = json_object_get(root, "id");
-    json_t *stamp;
-    if (type && id) {
-        if (!json_is_string(id) || !mp_valid_id(json_string_value(id), json_string_length(id))) {
-            *why = "id must be 1..128 characters of [A-Za-z0-9._:-]";
-            return MP_ERR_INVALID;
+    enum field type = F_EVENT_TYPE, stamp;
+    if (present(b, F_EVENT_TYPE) && present(b, F_ID)) {
+        const char *id = string_of(b, F_ID);
+        if (!id || !mp_valid_id(id, strlen(id))) {
+            *why = b->nomem ? "out of memory" : "id must be 1..128 characters of [A-Za-z0-9._:-]";
+            return b->nomem ? MP_ERR_NOMEM : MP_ERR_INVALID;
         }
         ev->api_version = 2;
-        ev->dedupe_key = prefixed("v2:", json_string_value(id));
-        stamp = json_object_get(root, "createdAt");
+        ev->dedupe_key = prefixed("v2:", id);
+        stamp = F_CREATED_AT;
     } else {
-        type = json_object_get(root, "type");
-        if (!type) {
+        type = F_TYPE;
+        if (!present(b, F_TYPE)) {
             *why = "not a Fireblocks webhook envelope";
             return MP_ERR_INVALID;
         }
         ev->api_version = 1;
         ev->dedupe_key = sha256_key(body, len);
-        stamp = json_object_get(root, "timestamp");
+        stamp = F_TIMESTAMP;
     }
-    if (!valid_type(type)) {
+    const char *type_text = string_of(b, type);
+    if (!b->nomem && !valid_type(type_text)) {
         *why = "the event type must be a short string without spaces";
         return MP_ERR_INVALID;
     }
-    ev->event_type = strdup(json_string_value(type));
-    ev->occurred_at_ms = millis(stamp);
-    if (!ev->event_type || !ev->dedupe_key) {
+    ev->event_type = type_text ? strdup(type_text) : NULL;
+    ev->occurred_at_ms = millis(b, stamp);
+    if (!ev->event_type || !ev->dedupe_key || b->nomem) {
         *why = "out of memory";
         return MP_ERR_NOMEM;
     }
@@ -148,21 +228,17 @@ static enum mp_result envelope(json_t *root, const char *body, size_t len, struc
 
 /* ---- ids and routes ---- */
 
-/* The string member name of the top level, else of data (top level wins). */
-static const char *member(json_t *root, json_t *data, const char *name)
+/* The string member of the top level, else of data (top level wins). */
+static const char *member(struct body *b, enum field top, enum field in_data)
 {
-    json_t *value = json_object_get(root, name);
-    if (!json_is_string(value))
-        value = json_object_get(data, name);
-    return json_string_value(value);
+    const char *value = string_of(b, top);
+    return value ? value : string_of(b, in_data);
 }
 
-static const char *wallet_member(json_t *root, json_t *data)
+static const char *wallet_member(struct body *b)
 {
-    const char *wallet = member(root, data, "walletId");
-    if (!wallet)
-        wallet = json_string_value(json_object_get(json_object_get(data, "source"), "walletId"));
-    return wallet;
+    const char *wallet = member(b, F_WALLET, F_DATA_WALLET);
+    return wallet ? wallet : string_of(b, F_SOURCE_WALLET);
 }
 
 /* Copies value into *out when it is a valid id (NULL otherwise). */
@@ -174,40 +250,38 @@ static enum mp_result copy_id(const char *value, char **out)
     return *out ? MP_OK : MP_ERR_NOMEM;
 }
 
-static enum mp_result device_message(json_t *root, json_t *data, struct mp_event *ev,
-                                     const char **why)
+/* Whether field f is present and not null. */
+static bool given(const struct body *b, enum field f)
 {
-    const char *wallet = member(root, data, "walletId"), *device = member(root, data, "deviceId");
-    const char *physical = member(root, data, "physicalDeviceId");
+    return present(b, f) && b->f[f].type != MP_JSON_NULL;
+}
+
+static enum mp_result device_message(struct body *b, struct mp_event *ev, const char **why)
+{
+    const char *wallet = member(b, F_WALLET, F_DATA_WALLET);
+    const char *device = member(b, F_DEVICE, F_DATA_DEVICE);
+    const char *physical = member(b, F_PHYSICAL, F_DATA_PHYSICAL);
     const char *reason = NULL;
-    json_t *payload = json_object_get(root, "message");
-    if (!wallet || !mp_valid_id(wallet, strlen(wallet)))
+    if (b->nomem)
+        reason = "out of memory";
+    else if (!wallet || !mp_valid_id(wallet, strlen(wallet)))
         reason = "NCW_DEVICE_MESSAGE needs a walletId of 1..128 characters of [A-Za-z0-9._:-]";
     else if (!device || !mp_valid_id(device, strlen(device)))
         reason = "NCW_DEVICE_MESSAGE needs a deviceId of 1..128 characters of [A-Za-z0-9._:-]";
     else if (physical && !mp_valid_id(physical, strlen(physical)))
         reason = "physicalDeviceId must be 1..128 characters of [A-Za-z0-9._:-]";
+    else if (!given(b, F_MESSAGE) && !given(b, F_DATA_MESSAGE) && !given(b, F_DATA))
+        reason = "NCW_DEVICE_MESSAGE without message or data";
     if (reason) {
         *why = reason;
-        return MP_ERR_INVALID;
+        return b->nomem ? MP_ERR_NOMEM : MP_ERR_INVALID;
     }
     /* The payload is taken from the raw body by the database (exact numbers, no second
      * serialisation); here we only say where it is. */
-    const char *path = "{message}";
-    if (!payload || json_is_null(payload)) {
-        payload = json_object_get(data, "message");
-        path = "{data,message}";
-    }
-    if (!payload || json_is_null(payload)) {
-        payload = json_object_get(root, "data");
-        path = "{data}";
-    }
-    if (!payload || json_is_null(payload)) {
-        *why = "NCW_DEVICE_MESSAGE without message or data";
-        return MP_ERR_INVALID;
-    }
     ev->route = MP_ROUTE_DEVICE_MESSAGE;
-    ev->payload_path = path;
+    ev->payload_path = given(b, F_MESSAGE)        ? "{message}"
+                       : given(b, F_DATA_MESSAGE) ? "{data,message}"
+                                                  : "{data}";
     if (copy_id(wallet, &ev->wallet_id) || copy_id(device, &ev->device_id) ||
         copy_id(physical, &ev->physical_device_id)) {
         *why = "out of memory";
@@ -216,43 +290,33 @@ static enum mp_result device_message(json_t *root, json_t *data, struct mp_event
     return MP_OK;
 }
 
-static bool pending_signature(json_t *data)
+static bool pending_signature(struct body *b)
 {
-    json_t *status = json_object_get(data, "status");
-    if (!json_is_string(status))
-        status = json_object_get(data, "txStatus");
-    return json_is_string(status) && strcmp(json_string_value(status), "PENDING_SIGNATURE") == 0;
+    const char *status = string_of(b, F_DATA_STATUS);
+    if (!status)
+        status = string_of(b, F_DATA_TX_STATUS);
+    return status && strcmp(status, "PENDING_SIGNATURE") == 0;
 }
 
-/* The payload, {"eventType":<type>,"data":<data>}, is built by the database. */
-static enum mp_result wakeup(json_t *root, struct mp_event *ev)
+/* Inbox-only, or a wakeup of the wallet's devices when a rule says so. The wakeup's payload,
+ * {"eventType":<type>,"data":<data>}, is built by the database. */
+static enum mp_result route(struct body *b, struct mp_event *ev, const char **why)
 {
-    (void)root;
-    ev->route = MP_ROUTE_WALLET_WAKEUP;
-    ev->payload_path = NULL;
-    return MP_OK;
-}
-
-static enum mp_result route(json_t *root, struct mp_event *ev, const char **why)
-{
-    json_t *data = json_object_get(root, "data");
-    if (!json_is_object(data))
-        data = NULL;
     if (strcmp(ev->event_type, "NCW_DEVICE_MESSAGE") == 0)
-        return device_message(root, data, ev, why);
+        return device_message(b, ev, why);
     ev->route = MP_ROUTE_INBOX_ONLY;
-    if (copy_id(wallet_member(root, data), &ev->wallet_id) ||
-        copy_id(member(root, data, "deviceId"), &ev->device_id) ||
-        copy_id(member(root, data, "physicalDeviceId"), &ev->physical_device_id)) {
+    const char *wallet = wallet_member(b), *device = member(b, F_DEVICE, F_DATA_DEVICE);
+    const char *physical = member(b, F_PHYSICAL, F_DATA_PHYSICAL);
+    const struct wakeup_rule *rule = find_rule(ev);
+    bool wake = rule && (!rule->needs_pending_signature || pending_signature(b));
+    if (b->nomem || copy_id(wallet, &ev->wallet_id) || copy_id(device, &ev->device_id) ||
+        copy_id(physical, &ev->physical_device_id)) {
         *why = "out of memory";
         return MP_ERR_NOMEM;
     }
-    const struct wakeup_rule *rule = find_rule(ev);
-    if (!rule || !ev->wallet_id || (rule->needs_pending_signature && !pending_signature(data)))
-        return MP_OK;
-    if (wakeup(root, ev)) {
-        *why = "out of memory";
-        return MP_ERR_NOMEM;
+    if (wake && ev->wallet_id) {
+        ev->route = MP_ROUTE_WALLET_WAKEUP;
+        ev->payload_path = NULL;
     }
     return MP_OK;
 }
@@ -263,30 +327,30 @@ enum mp_result mp_event_parse(const char *body, size_t len, struct mp_event *out
                               size_t error_size)
 {
     struct mp_event ev = {0};
+    struct body *b = calloc(1, sizeof(*b));
     const char *why = NULL;
-    json_error_t jerr;
-    /* The raw body is stored as a C string, and jansson 2.14 accepts a NUL byte after a
-     * literal ({"a":true<NUL>}): a body holding a NUL is not JSON. */
+    enum mp_jtype root = MP_JSON_ABSENT;
+    enum mp_result result = b ? MP_ERR_INVALID : MP_ERR_NOMEM;
+    /* The raw body is stored as a C string: a body holding a NUL byte is not JSON (jansson,
+     * used here before, accepted one after a literal: {"a":true<NUL>}). */
     bool nul = body && memchr(body, '\0', len);
-    json_t *root = body && !nul ? json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
-    enum mp_result result = MP_ERR_INVALID;
-    if (!root) {
-        if (error && error_size)
-            snprintf(error, error_size, "invalid JSON: %s",
-                     nul    ? "NUL byte"
-                     : body ? jerr.text
-                            : "no body");
-        goto out;
-    }
-    if (!json_is_object(root)) {
+    if (!b)
+        why = "out of memory";
+    else if (!body || nul)
+        why = nul ? "invalid JSON: NUL byte" : "invalid JSON: no body";
+    else
+        result = mp_jscan(body, len, wanted, FIELDS, b->f, &root, error, error_size);
+    if (!result && root != MP_JSON_OBJECT) {
         why = "the body must be a JSON object";
-        goto out;
+        result = MP_ERR_INVALID;
     }
-    result = envelope(root, body, len, &ev, &why);
     if (!result)
-        result = route(root, &ev, &why);
-out:
-    json_decref(root);
+        result = envelope(b, body, len, &ev, &why);
+    if (!result)
+        result = route(b, &ev, &why);
+    if (b)
+        body_clear(b);
+    free(b);
     if (result && why && error && error_size)
         snprintf(error, error_size, "%s", why);
     if (result) {

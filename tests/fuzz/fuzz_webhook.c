@@ -11,7 +11,9 @@
  * Invariants checked besides memory safety: signatures made with the right key verify; a JWS
  * is accepted only when its header says alg RS512 and names the fuzz-v2 key; a parsed event is
  * consistent (dedupe key format, valid ids, a device message names its wallet and device) and
- * its body holds no NUL byte (the store keeps the raw body as a C string). The
+ * its body holds no NUL byte (the store keeps the raw body as a C string); mp_event_parse, which
+ * scans the body instead of building a jansson tree of it, agrees with the jansson version it
+ * replaced (event_ref.c): the same bodies refused, the same event made of the others. The
  * body is parsed whatever the signature says: the daemon parses only verified bodies, but the
  * parser must not trust that. */
 #include <jansson.h>
@@ -25,6 +27,8 @@
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+enum mp_result fz_event_parse_ref(const char *body, size_t len, struct mp_event *out, char *error,
+                                  size_t error_size); /* event_ref.c */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -51,6 +55,35 @@ static bool valid_opt_id(const char *id)
     return !id || mp_valid_id(id, strlen(id));
 }
 
+static bool same_text(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* The scanner-based parser and the jansson reference agree on body. */
+static void check_against_reference(const char *body, size_t len, enum mp_result r,
+                                    const struct mp_event *ev)
+{
+    struct mp_event ref;
+    enum mp_result rr = fz_event_parse_ref(body, len, &ref, NULL, 0);
+    if (r == MP_ERR_NOMEM || rr == MP_ERR_NOMEM) {
+        mp_event_free(&ref);
+        return;
+    }
+    FZ_CHECK(r == rr);
+    if (!r) {
+        FZ_CHECK(ev->api_version == ref.api_version && ev->route == ref.route &&
+                 ev->occurred_at_ms == ref.occurred_at_ms);
+        FZ_CHECK(same_text(ev->event_type, ref.event_type) &&
+                 same_text(ev->dedupe_key, ref.dedupe_key) &&
+                 same_text(ev->wallet_id, ref.wallet_id) &&
+                 same_text(ev->device_id, ref.device_id) &&
+                 same_text(ev->physical_device_id, ref.physical_device_id) &&
+                 same_text(ev->payload_path, ref.payload_path));
+    }
+    mp_event_free(&ref);
+}
+
 static void check_event(const char *body, size_t len)
 {
     struct mp_event ev;
@@ -58,6 +91,7 @@ static void check_event(const char *body, size_t len)
     memset(&ev, 0xa5, sizeof(ev));
     enum mp_result r = mp_event_parse(body, len, &ev, error, sizeof(error));
     FZ_CHECK(r == MP_OK || r == MP_ERR_INVALID || r == MP_ERR_NOMEM);
+    check_against_reference(body, len, r, &ev);
     if (r) {
         static const struct mp_event zero;
         FZ_CHECK(memcmp(&ev, &zero, sizeof(ev)) == 0);

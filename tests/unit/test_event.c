@@ -357,6 +357,70 @@ static void test_invalid_device_messages(void **state)
               "\"message\":null,\"data\":null}");
 }
 
+/* The envelope is read by a scanner that skips the payload: what it must still get right. */
+static void test_scanned_envelope(void **state)
+{
+    struct mp_event ev;
+    /* member names and values written with escapes */
+    parse_ok("{\"t\\u0079pe\":\"NCW_DEVICE_MESSAGE\",\"wallet\\u0049d\":\"w\\u002d1\","
+             "\"data\":{\"device\\u0049d\":\"d\\u002e1\",\"message\":7}}",
+             &ev);
+    assert_string_equal(ev.event_type, "NCW_DEVICE_MESSAGE");
+    assert_string_equal(ev.wallet_id, "w-1");
+    assert_string_equal(ev.device_id, "d.1");
+    assert_string_equal(ev.payload_path, "{data,message}");
+    mp_event_free(&ev);
+    assert_non_null(strstr(parse_bad("{\"t\\u0079pe\":\"NCW_DEVICE_MESSAGE\",\"walletId\":"
+                                     "\"w1\",\"data\":{\"device\\u0049d\":\"d\\/1\"}}"),
+                           "deviceId"));
+    /* look-alikes inside strings and deeper objects are not the envelope's members */
+    parse_ok("{\"message\":{\"type\":\"x\",\"walletId\":\"no\",\"s\":\"}\\\",\\\"walletId"
+             "\\\":\\\"no\"},\"type\":\"NCW_CREATED\",\"data\":{\"deviceId\":\"d1\","
+             "\"x\":{\"walletId\":\"no\"},\"source\":{\"walletId\":\"src\"}}}",
+             &ev);
+    assert_string_equal(ev.wallet_id, "src");
+    assert_string_equal(ev.device_id, "d1");
+    assert_int_equal(ev.route, MP_ROUTE_INBOX_ONLY);
+    mp_event_free(&ev);
+    /* a payload of every kind of value is skipped whole */
+    parse_ok("{\"type\":\"NCW_DEVICE_MESSAGE\",\"walletId\":\"w1\",\"deviceId\":\"d1\","
+             "\"message\":[{\"a\":[1,-2.5e3,true,false,null,\"\\ud83d\\ude00\"]},{}],"
+             "\"timestamp\":1.5e3}",
+             &ev);
+    assert_string_equal(ev.payload_path, "{message}");
+    assert_int_equal(ev.occurred_at_ms, 1500);
+    mp_event_free(&ev);
+}
+
+static void test_scanned_body_refused(void **state)
+{
+    const char *ok = "{\"type\":\"NCW_CREATED\",\"data\":{\"walletId\":\"w1\"}";
+    char body[256];
+    /* malformed anywhere in the payload, not only in the envelope */
+    parse_bad("{\"type\":\"NCW_CREATED\",\"message\":{\"a\":[1,2,}}");
+    parse_bad("{\"type\":\"NCW_CREATED\",\"message\":{\"a\":\"\\x\"}}");
+    parse_bad("{\"type\":\"NCW_CREATED\",\"message\":{\"a\":\"\\ud800\"}}");
+    parse_bad("{\"type\":\"NCW_CREATED\",\"message\":{\"a\":\"\xc3\"}}");
+    parse_bad("{\"type\":\"NCW_CREATED\",\"message\":{\"a\":01}}");
+    parse_bad("{\"type\":\"NCW_CREATED\",\"message\":{\"a\":99999999999999999999}}");
+    /* duplicates at any depth, escaped or not */
+    assert_non_null(strstr(parse_bad("{\"type\":\"NCW_CREATED\",\"message\":[{\"k\":1,"
+                                     "\"\\u006b\":2}]}"),
+                           "duplicate"));
+    parse_bad("{\"type\":\"A\",\"t\\u0079pe\":\"A\"}");
+    /* trailing garbage, and no object at the top */
+    snprintf(body, sizeof(body), "%s} x", ok);
+    assert_non_null(strstr(parse_bad(body), "invalid JSON"));
+    snprintf(body, sizeof(body), "%s}}", ok);
+    parse_bad(body);
+    assert_string_equal(parse_bad("[]"), "the body must be a JSON object");
+    parse_bad("   ");
+    snprintf(body, sizeof(body), "%s} \n", ok);
+    struct mp_event ev;
+    parse_ok(body, &ev);
+    mp_event_free(&ev);
+}
+
 static void test_error_buffer_optional_and_free(void **state)
 {
     struct mp_event ev;
@@ -390,6 +454,8 @@ int main(void)
         cmocka_unit_test(test_unknown_type_is_inbox),
         cmocka_unit_test(test_invalid_bodies),
         cmocka_unit_test(test_invalid_device_messages),
+        cmocka_unit_test(test_scanned_envelope),
+        cmocka_unit_test(test_scanned_body_refused),
         cmocka_unit_test(test_error_buffer_optional_and_free),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

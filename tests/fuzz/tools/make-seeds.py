@@ -81,6 +81,21 @@ put("webhook", "nul-in-string", "@sign\n-\n" + '{"type":"NCW_DEVICE_MESSAGE","wa
 
 put("webhook", "regress-nul-after-literal",
     "@sign\n-\n" + '{"type":"NCW_TRANSACTION_STATUS_UPDATED","walletId":"w1","data":{"status":"PENDING_SIGNATURE"},"x":false\0}')
+# the envelope scanner (src/webhook/jscan.c) against the jansson reference (event_ref.c)
+put("webhook", "scan-escaped-names", "-\n-\n" + '{"t\\u0079pe":"NCW_DEVICE_MESSAGE","wallet\\u0049d":"w\\u002d1",'
+    '"data":{"device\\u0049d":"d1","message":{"\\ud83d\\ude00":"\\"}{]["}}}')
+put("webhook", "scan-dup-deep-escaped", "-\n-\n" + '{"type":"NCW_CREATED","message":[{"k":1,"\\u006b":2}]}')
+put("webhook", "scan-dup-wide", "-\n-\n" + '{"type":"NCW_CREATED","data":{' +
+    ",".join('"k%d":%d' % (i, i) for i in range(12)) + ',"k\\u0037":0}}')
+put("webhook", "scan-lookalikes", "-\n-\n" + '{"message":{"type":"x","s":"}\\",\\"walletId\\":1"},'
+    '"type":"NCW_TRANSACTION_STATUS_UPDATED","data":{"x":{"walletId":"no"},"txStatus":"PENDING_SIGNATURE",'
+    '"source":{"walletId":"src"}}}')
+put("webhook", "scan-numbers", "-\n-\n" + '{"type":"NCW_CREATED","timestamp":1.5e3,"a":[-0,0.5e-400,'
+    '9223372036854775807,-9223372036854775808,1E+2]}')
+put("webhook", "scan-too-big", "-\n-\n" + '{"type":"NCW_CREATED","a":[9223372036854775808,1e309]}')
+put("webhook", "scan-deep", "-\n-\n" + '{"type":"NCW_CREATED","a":' + "[" * 2046 + "]" * 2046 + "}")
+put("webhook", "scan-trailing", "-\n-\n" + '{"type":"NCW_CREATED"} {}')
+put("webhook", "scan-utf8", "-\n-\n" + '{"type":"NCW_CREATED","a":"\u00e9\u20ac\U0001f600","b":"\\ud800"}')
 
 # ---- api ----
 K = "Authorization: Bearer fuzz-key\nContent-Type: application/json\n"
