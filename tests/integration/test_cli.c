@@ -199,6 +199,61 @@ static void test_migrate_twice(void **state)
     free(db);
 }
 
+/* Applies sql/NAME from the source tree as it stands (versions 1 and 2 are never edited). */
+static void apply_sql_file(const char *db, const char *name)
+{
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/sql/%s", th_env("MPCPUSH_SOURCE_DIR"), name);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    static char sql[256 * 1024];
+    size_t n = fread(sql, 1, sizeof(sql) - 1, f);
+    fclose(f);
+    sql[n] = '\0';
+    th_sql_exec(db, sql);
+}
+
+/* A database at version 2, with a device pushed before the upgrade, migrates to the current
+ * schema keeping what the API shows of it. */
+static void test_migrate_upgrade_from_v2(void **state)
+{
+    (void)state;
+    char *db = th_db_create(false);
+    apply_sql_file(db, "001_schema.sql");
+    apply_sql_file(db, "002_views.sql");
+    th_sql_exec(db, "CREATE TABLE mpcpush.schema_migrations (version integer PRIMARY KEY,"
+                    " name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());"
+                    "INSERT INTO mpcpush.schema_migrations (version, name)"
+                    " VALUES (1, '001_schema'), (2, '002_views');"
+                    "INSERT INTO mpcpush.devices (wallet_id, device_id, platform, fcm_token,"
+                    " last_push_at) VALUES ('w', 'd', 'android', 'tok', '2026-01-02 03:04:05Z');"
+                    "INSERT INTO mpcpush.messages (wallet_id, device_id, source, payload,"
+                    " expires_at) VALUES ('w', 'd', 'api', '{}', now() + interval '1 day');"
+                    "INSERT INTO mpcpush.pushes (wallet_id, device_id, wanted_id, covered_id)"
+                    " SELECT wallet_id, device_id, id, id FROM mpcpush.messages");
+    char url[600], out[4096], err[4096];
+    snprintf(url, sizeof(url), "MPCPUSH_DATABASE_URL=%s", db);
+    const char *env[] = {url, NULL};
+    const char *argv[] = {"migrate", NULL};
+    assert_int_equal(tx_run(env, argv, out, sizeof(out), err, sizeof(err)), 0);
+    assert_true(applied_count(out) >= 1);
+    char *last = th_sql_text(db, "SELECT mpcpush.device_state('w', 'd')->>'lastPushAt'");
+    assert_string_equal(last, "2026-01-02T03:04:05.000Z");
+    free(last);
+    assert_int_equal(th_sql_long(db, "SELECT count(*) FROM mpcpush.device_status"
+                                     " WHERE last_push_at = '2026-01-02 03:04:05Z'"),
+                     1);
+    assert_int_equal(th_sql_long(db, "SELECT count(*) FROM information_schema.columns WHERE"
+                                     " table_schema = 'mpcpush' AND table_name = 'devices'"
+                                     " AND column_name = 'last_push_at'"),
+                     0);
+    assert_int_equal(th_sql_long(db,
+                                 "SELECT count(*) FROM pg_indexes WHERE indexname ="
+                                 " 'messages_pending' AND indexdef LIKE '%INCLUDE (expires_at)%'"),
+                     1);
+    free(db);
+}
+
 static void test_migrate_concurrent(void **state)
 {
     (void)state;
@@ -318,6 +373,7 @@ int main(void)
         cmocka_unit_test(test_config_file_and_env_precedence),
         cmocka_unit_test(test_config_file_unknown_key),
         cmocka_unit_test(test_migrate_twice),
+        cmocka_unit_test(test_migrate_upgrade_from_v2),
         cmocka_unit_test(test_migrate_concurrent),
         cmocka_unit_test(test_apikey_create),
         cmocka_unit_test_setup_teardown(test_apikey_revoke_seen_by_receiver, tx_setup, tx_teardown),
