@@ -577,6 +577,143 @@ static void test_connection_refused(void **state)
     mp_fcm_client_free(c);
 }
 
+/* ---- TLS refusals, against `openssl s_server` (skipped without the openssl command) ---- */
+
+struct tls_peer {
+    char dir[64];
+    pid_t pid;
+    int port;
+};
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(addr);
+    assert_int_equal(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&addr, &len), 0);
+    close(fd);
+    return ntohs(addr.sin_port);
+}
+
+static bool port_open(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET,
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                               .sin_port = htons((uint16_t)port)};
+    bool ok = connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0;
+    close(fd);
+    return ok;
+}
+
+/* A self-signed certificate for san and a TLS server with it that negotiates no ALPN. */
+static void tls_peer_start(struct tls_peer *t, const char *san)
+{
+    if (system("openssl version >/dev/null 2>&1") != 0) {
+        print_message("no openssl command: skipped\n");
+        skip();
+    }
+    snprintf(t->dir, sizeof(t->dir), "/tmp/mpcpush-tls-XXXXXX");
+    assert_non_null(mkdtemp(t->dir));
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 "
+             "-subj /CN=mpcpush-test -addext subjectAltName=%s -keyout %s/key.pem "
+             "-out %s/cert.pem >/dev/null 2>&1",
+             san, t->dir, t->dir);
+    assert_int_equal(system(cmd), 0);
+    t->port = free_port();
+    t->pid = fork();
+    if (t->pid == 0) {
+        char accept_at[32], cert[128], key[128];
+        snprintf(accept_at, sizeof(accept_at), "127.0.0.1:%d", t->port);
+        snprintf(cert, sizeof(cert), "%s/cert.pem", t->dir);
+        snprintf(key, sizeof(key), "%s/key.pem", t->dir);
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, STDIN_FILENO);
+        dup2(null, STDOUT_FILENO);
+        dup2(null, STDERR_FILENO);
+        execlp("openssl", "openssl", "s_server", "-accept", accept_at, "-cert", cert, "-key", key,
+               "-www", "-quiet", (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 200 && !port_open(t->port); i++)
+        usleep(25000);
+}
+
+static void tls_peer_stop(struct tls_peer *t)
+{
+    kill(t->pid, SIGTERM);
+    waitpid(t->pid, NULL, 0);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", t->dir);
+    if (system(cmd) != 0)
+        print_message("could not remove %s\n", t->dir);
+}
+
+/* Sends one request to host:port trusting only the peer's certificate: no answer, twice,
+ * and the detail says want. */
+static void tls_expect_refusal(struct tls_peer *t, const char *host, const char *want)
+{
+    char base[128], ca[128];
+    snprintf(base, sizeof(base), "https://%s:%d", host, t->port);
+    snprintf(ca, sizeof(ca), "%s/cert.pem", t->dir);
+    struct mp_fcm_client *c = NULL;
+    assert_int_equal(mp_fcm_client_new(base, "p", ca, 1, 5, &c), MP_OK);
+    struct batch b;
+    batch_make(&b, 1);
+    assert_int_equal(mp_fcm_send_batch(c, "tok", b.reqs, b.n, b.results), MP_OK);
+    assert_int_equal(b.results[0].outcome, MP_FCM_NETWORK);
+    assert_int_equal(b.results[0].attempts, 2);
+    if (!strstr(b.results[0].detail, want))
+        fail_msg("detail \"%s\" does not say \"%s\"", b.results[0].detail, want);
+    batch_free(&b);
+    mp_fcm_client_free(c);
+}
+
+/* The certificate is trusted and names the host, but the server does not speak h2. */
+static void test_tls_no_alpn_h2(void **state)
+{
+    (void)state;
+    struct tls_peer t;
+    tls_peer_start(&t, "DNS:localhost,IP:127.0.0.1");
+    tls_expect_refusal(&t, "127.0.0.1", "did not select HTTP/2 (ALPN h2)");
+    tls_expect_refusal(&t, "localhost", "did not select HTTP/2 (ALPN h2)");
+    tls_peer_stop(&t);
+}
+
+/* A trusted certificate for another name. */
+static void test_tls_name_mismatch(void **state)
+{
+    (void)state;
+    struct tls_peer t;
+    tls_peer_start(&t, "DNS:other.example,IP:127.0.0.2");
+    tls_expect_refusal(&t, "localhost", "certificate: hostname mismatch");
+    tls_expect_refusal(&t, "127.0.0.1", "certificate: IP address mismatch");
+    tls_peer_stop(&t);
+}
+
+/* An untrusted certificate (no ca_file: only the system's roots). */
+static void test_tls_untrusted(void **state)
+{
+    (void)state;
+    struct tls_peer t;
+    tls_peer_start(&t, "IP:127.0.0.1");
+    char base[64];
+    snprintf(base, sizeof(base), "https://127.0.0.1:%d", t.port);
+    struct mp_fcm_client *c = NULL;
+    assert_int_equal(mp_fcm_client_new(base, "p", NULL, 1, 5, &c), MP_OK);
+    struct batch b;
+    batch_make(&b, 1);
+    assert_int_equal(mp_fcm_send_batch(c, "tok", b.reqs, b.n, b.results), MP_OK);
+    assert_int_equal(b.results[0].outcome, MP_FCM_NETWORK);
+    assert_non_null(strstr(b.results[0].detail, "certificate: self-signed certificate"));
+    batch_free(&b);
+    mp_fcm_client_free(c);
+    tls_peer_stop(&t);
+}
+
 /* ---- against mpcpush-fcm-emulator ---- */
 
 struct emu {
@@ -1041,6 +1178,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fake_no_answer_is_network, fake_setup, fake_teardown),
         cmocka_unit_test_setup_teardown(test_fake_peer_stream_limit, fake_setup, fake_teardown),
         cmocka_unit_test(test_connection_refused),
+        cmocka_unit_test(test_tls_no_alpn_h2),
+        cmocka_unit_test(test_tls_name_mismatch),
+        cmocka_unit_test(test_tls_untrusted),
     };
     const struct CMUnitTest emulator[] = {
         cmocka_unit_test(test_emu_batch_http2),
