@@ -50,6 +50,7 @@ struct pass {
     size_t *failed; /* no-answer requests to retry (first pass only) */
     size_t nfailed;
     long long started_ms;
+    long long progress_ms; /* when a request was last submitted or ended */
 };
 
 /* ---- construction ---- */
@@ -233,6 +234,7 @@ static void release(struct pass *p, struct fcm_xfer *x)
 static void on_stream_end(void *arg, struct fcm_xfer *x, const char *why)
 {
     struct pass *p = ((struct mp_fcm_client *)arg)->pass;
+    p->progress_ms = mp_push_now_ms();
     if (x->status == 0) {
         no_answer(p, x->index, x->started_ms, why ? why : "no answer", true);
     } else {
@@ -289,6 +291,7 @@ static void submit_one(struct pass *p, struct fcm_conn *conn, size_t i, long lon
     x->body = p->reqs[i].body;
     x->len = p->reqs[i].len;
     x->started_ms = now;
+    p->progress_ms = now;
     if (fcm_conn_submit(conn, x, nv, NHEADERS) != MP_OK) {
         c->nfree++;
         no_answer(p, i, now, "cannot start the request", false);
@@ -329,14 +332,28 @@ static void fail_if_stuck(struct pass *p)
         no_answer(p, p->todo[p->next], p->started_ms, why, true);
 }
 
+/* Requests still waiting for a stream when none was submitted or ended for a whole timeout
+ * (say, a server allowing 0 streams) get no-answer results. */
+static long long expire_waiting(struct pass *p, long long now, long long limit, const char *why)
+{
+    if (p->next == p->ntodo)
+        return now + POLL_MS;
+    if (now - p->progress_ms < limit)
+        return p->progress_ms + limit;
+    for (; p->next < p->ntodo; p->next++)
+        no_answer(p, p->todo[p->next], p->started_ms, why, true);
+    return now + POLL_MS;
+}
+
 /* Ends the attempts past the timeout and the connections not ready in time; returns how long
  * poll may wait for the next deadline. */
 static int expire(struct pass *p, long long now)
 {
     struct mp_fcm_client *c = p->c;
-    long long limit = c->target.timeout_ms, next = now + POLL_MS;
+    long long limit = c->target.timeout_ms;
     char why[64];
     snprintf(why, sizeof(why), "timed out after %lld s", limit / 1000);
+    long long next = expire_waiting(p, now, limit, why);
     for (int k = 0; k < c->nconns; k++) {
         struct fcm_conn *conn = &c->conns[k];
         if (conn->state != FCM_CONN_CLOSED && conn->state < FCM_CONN_READY) {
@@ -401,7 +418,7 @@ static enum mp_result run_pass(struct pass *p)
     struct mp_fcm_client *c = p->c;
     enum mp_result result = MP_OK;
     c->pass = p;
-    p->started_ms = mp_push_now_ms();
+    p->started_ms = p->progress_ms = mp_push_now_ms();
     for (int k = 0; k < c->nconns; k++)
         c->conns[k].opens = 0;
     result = poll_conns(c, 0); /* notice connections the server closed since the last batch */
