@@ -108,21 +108,29 @@ struct mp_fcm_request {
 
 struct mp_fcm_client;
 
-/* A client for <base_url>/v1/projects/<project_id>/messages:send. base_url is https:// (HTTP/2)
- * or http:// to a loopback host (HTTP/1.1); ca_file (may be NULL) is the CA bundle trusted
- * instead of the system store (CURLOPT_CAINFO);
- * connections (1..64) caps the connections and thus the concurrency (100 streams each);
- * timeout_seconds (>= 1) bounds each attempt. The caller owns *out (mp_fcm_client_free).
- * One thread at a time may use a client. */
+/* A client for <base_url>/v1/projects/<project_id>/messages:send over HTTP/2 (nghttp2 and
+ * OpenSSL, no libcurl). base_url is https:// (TLS 1.2+, SNI, the certificate checked against the
+ * host name and the system's roots plus ca_file when not NULL, ALPN "h2" required: a server
+ * that does not select it fails the connection) or http:// to a loopback host, which speaks
+ * h2c with prior knowledge (for tests and local development; HTTP/1.1 is not spoken).
+ * connections (1..64) persistent connections are kept across batches and reopened when they
+ * close, each carrying up to min(100, the server's SETTINGS_MAX_CONCURRENT_STREAMS) requests;
+ * timeout_seconds (>= 1) bounds each attempt (and each connect, TLS handshake included).
+ * MP_ERR_INVALID for bad arguments, MP_ERR_CRYPTO when ca_file cannot be loaded. The caller
+ * owns *out (mp_fcm_client_free). One thread at a time may use a client. */
 enum mp_result mp_fcm_client_new(const char *base_url, const char *project_id, const char *ca_file,
                                  int connections, int timeout_seconds,
                                  struct mp_fcm_client **out) MP_MUSTCHECK;
 
 /* Sends the n requests concurrently with access_token and blocks until every one has a result
- * (results[i] for reqs[i]). A request that got no HTTP answer is retried once on new
- * connections; if that fails too its outcome is MP_FCM_NETWORK. Returns MP_OK when every
- * request has a result (whatever its outcome), MP_ERR_INVALID for bad arguments, MP_ERR_NOMEM
- * or MP_ERR_INTERNAL when the batch could not be run (then no result is meaningful). */
+ * (results[i] for reqs[i]); the requests are spread over the connections, and those beyond
+ * their streams wait for one to free up. A request that got no HTTP answer (connect or TLS
+ * failure, stream reset, GOAWAY above its stream, timeout, dropped connection) is retried once
+ * on new connections; if that fails too its outcome is MP_FCM_NETWORK, with the reason in
+ * detail. Answer bodies are read up to 64 kB. The token is sent never-indexed (HPACK) and
+ * never logged. Returns MP_OK when every request has a result (whatever its outcome),
+ * MP_ERR_INVALID for bad arguments, MP_ERR_NOMEM or MP_ERR_INTERNAL when the batch could not
+ * be run (then no result is meaningful). */
 enum mp_result mp_fcm_send_batch(struct mp_fcm_client *c, const char *access_token,
                                  const struct mp_fcm_request *reqs, size_t n,
                                  struct mp_fcm_result *results) MP_MUSTCHECK;

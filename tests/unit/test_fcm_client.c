@@ -1,6 +1,7 @@
-/* Tests for the FCM client: argument checks and failure handling against a scripted HTTP/1.1
- * endpoint in this file, and the real thing (HTTP/2 over TLS, faults, GOAWAY, dropped
- * connections, throughput) against mpcpush-fcm-emulator (MPCPUSH_EMULATOR_BIN). */
+/* Tests for the FCM client: argument checks and failure handling against a scripted h2c
+ * (HTTP/2 with prior knowledge) endpoint in this file, and the real thing (HTTP/2 over TLS,
+ * faults, GOAWAY, dropped connections, throughput) against mpcpush-fcm-emulator
+ * (MPCPUSH_EMULATOR_BIN). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -24,6 +25,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <nghttp2/nghttp2.h>
 #include <unistd.h>
 
 #include "mpcpush/fcm.h"
@@ -160,9 +162,25 @@ static void test_send_batch_arguments(void **state)
     mp_fcm_client_free(c);
 }
 
-/* ---- a scripted FCM endpoint (plain HTTP/1.1, one request per connection) ---- */
+/* ---- a scripted FCM endpoint (h2c: HTTP/2 with prior knowledge, on loopback) ---- */
 
-enum fake_mode { FAKE_OK, FAKE_DROP_FIRST, FAKE_QUOTA, FAKE_HUGE, FAKE_SILENT };
+enum fake_mode { FAKE_OK, FAKE_RESET_FIRST, FAKE_QUOTA, FAKE_HUGE, FAKE_SILENT, FAKE_TWO_STREAMS };
+
+#define FAKE_CONNS   8
+#define FAKE_PENDING 256
+#define FAKE_HUGE_N  (200 * 1024)
+
+struct fake;
+
+struct fake_conn {
+    struct fake *f;
+    int fd;
+    nghttp2_session *h2;
+    char head[4096]; /* the request headers being received, "name: value\r\n" each */
+    size_t head_len;
+    int32_t pending[FAKE_PENDING]; /* requests to answer on the next tick (FAKE_TWO_STREAMS) */
+    int npending;
+};
 
 struct fake {
     int fd;
@@ -171,87 +189,199 @@ struct fake {
     atomic_bool stop;
     atomic_int requests;
     enum fake_mode mode;
-    int drop_first; /* FAKE_DROP_FIRST: requests closed unanswered */
+    int reset_first; /* FAKE_RESET_FIRST: requests reset unanswered */
+    int open_streams, max_open_streams;
     pthread_mutex_t lock;
-    char head[4096]; /* the last request's line and headers */
+    char head[4096]; /* the last request's headers */
+    struct fake_conn conns[FAKE_CONNS];
+    char *huge;
 };
 
-static bool read_head(int cfd, char *head, size_t size)
+static ssize_t fake_read_body(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
+                              size_t length, uint32_t *flags, nghttp2_data_source *source,
+                              void *user)
 {
-    char buf[8192];
-    size_t used = 0;
-    while (used < sizeof(buf) - 1) {
-        ssize_t n = read(cfd, buf + used, sizeof(buf) - 1 - used);
-        if (n <= 0)
-            return false;
-        used += (size_t)n;
-        buf[used] = '\0';
-        char *end = strstr(buf, "\r\n\r\n");
-        if (end) { /* the bodies are small: they came with the head */
-            snprintf(head, size, "%.*s", (int)(end - buf), buf);
-            return true;
-        }
-    }
-    return false;
+    const char *body = source->ptr;
+    size_t *off = nghttp2_session_get_stream_user_data(session, stream_id);
+    size_t left = strlen(body) - *off, n = left < length ? left : length;
+    memcpy(buf, body + *off, n);
+    *off += n;
+    if (*off == strlen(body))
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return (ssize_t)n;
 }
 
-static void fake_reply(int cfd, int status, const char *extra, const char *body)
+static void fake_respond(struct fake_conn *fc, int32_t id, const char *status,
+                         const char *retry_after, const char *body)
 {
-    char head[512];
-    int n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 %d X\r\nContent-Type: application/json\r\n%sContent-Length: "
-                     "%zu\r\nConnection: close\r\n\r\n",
-                     status, extra, strlen(body));
-    if (write(cfd, head, (size_t)n) < 0 || write(cfd, body, strlen(body)) < 0)
-        return; /* the client gave up: fine */
+    static size_t offsets[1 << 16]; /* per stream id / 2: the fake's streams are few */
+    nghttp2_nv nv[] = {
+        {(uint8_t *)":status", (uint8_t *)status, 7, strlen(status), NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)"content-type", (uint8_t *)"application/json", 12, 16, NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)"retry-after", (uint8_t *)retry_after, 11,
+         retry_after ? strlen(retry_after) : 0, NGHTTP2_NV_FLAG_NONE},
+    };
+    size_t *off = &offsets[((uint32_t)id / 2) % (1 << 16)];
+    *off = 0;
+    nghttp2_session_set_stream_user_data(fc->h2, id, off);
+    nghttp2_data_provider data = {.source.ptr = (void *)body, .read_callback = fake_read_body};
+    nghttp2_submit_response(fc->h2, id, nv, retry_after ? 3 : 2, &data);
 }
 
-static void fake_answer(struct fake *f, int cfd)
+static const char quota_body[] =
+    "{\"error\":{\"code\":429,\"message\":\"Quota exceeded.\",\"status\":\"RESOURCE_EXHAUSTED\","
+    "\"details\":[{\"@type\":\"type.googleapis.com/google.firebase.fcm.v1.FcmError\","
+    "\"errorCode\":\"QUOTA_EXCEEDED\"}]}}";
+
+static void fake_answer(struct fake_conn *fc, int32_t id)
 {
-    char head[4096];
-    if (!read_head(cfd, head, sizeof(head)))
-        return;
+    struct fake *f = fc->f;
     int number = atomic_fetch_add(&f->requests, 1) + 1;
-    pthread_mutex_lock(&f->lock);
-    snprintf(f->head, sizeof(f->head), "%s", head);
-    pthread_mutex_unlock(&f->lock);
-    char body[128];
-    snprintf(body, sizeof(body), "{\"name\":\"projects/p/messages/%d\"}", number);
-    if (f->mode == FAKE_SILENT || (f->mode == FAKE_DROP_FIRST && number <= f->drop_first)) {
-        if (f->mode == FAKE_SILENT)
-            usleep(1500 * 1000);
+    static char bodies[FAKE_PENDING][128];
+    char *body = bodies[number % FAKE_PENDING];
+    snprintf(body, 128, "{\"name\":\"projects/p/messages/%d\"}", number);
+    if (f->mode == FAKE_SILENT)
+        return;
+    if (f->mode == FAKE_RESET_FIRST && number <= f->reset_first)
+        nghttp2_submit_rst_stream(fc->h2, NGHTTP2_FLAG_NONE, id, NGHTTP2_INTERNAL_ERROR);
+    else if (f->mode == FAKE_QUOTA)
+        fake_respond(fc, id, "429", "42", quota_body);
+    else if (f->mode == FAKE_HUGE)
+        fake_respond(fc, id, "500", NULL, f->huge);
+    else
+        fake_respond(fc, id, "200", NULL, body);
+}
+
+static int fake_on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user)
+{
+    struct fake_conn *fc = user;
+    fc->head_len = 0;
+    pthread_mutex_lock(&fc->f->lock);
+    if (++fc->f->open_streams > fc->f->max_open_streams)
+        fc->f->max_open_streams = fc->f->open_streams;
+    pthread_mutex_unlock(&fc->f->lock);
+    return 0;
+}
+
+static int fake_on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
+                          size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                          void *user)
+{
+    struct fake_conn *fc = user;
+    int n = snprintf(fc->head + fc->head_len, sizeof(fc->head) - fc->head_len, "%.*s: %.*s\r\n",
+                     (int)namelen, name, (int)valuelen, value);
+    if (n > 0 && fc->head_len + (size_t)n < sizeof(fc->head))
+        fc->head_len += (size_t)n;
+    return 0;
+}
+
+static int fake_on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user)
+{
+    struct fake_conn *fc = user;
+    if (frame->hd.type == NGHTTP2_HEADERS) {
+        pthread_mutex_lock(&fc->f->lock);
+        snprintf(fc->f->head, sizeof(fc->f->head), "%.*s", (int)fc->head_len, fc->head);
+        pthread_mutex_unlock(&fc->f->lock);
+    }
+    if ((frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) ||
+        !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        return 0;
+    if (fc->f->mode == FAKE_TWO_STREAMS && fc->npending < FAKE_PENDING)
+        fc->pending[fc->npending++] = frame->hd.stream_id; /* answered on the next tick */
+    else
+        fake_answer(fc, frame->hd.stream_id);
+    return 0;
+}
+
+static int fake_on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t error_code,
+                                void *user)
+{
+    struct fake_conn *fc = user;
+    pthread_mutex_lock(&fc->f->lock);
+    fc->f->open_streams--;
+    pthread_mutex_unlock(&fc->f->lock);
+    return 0;
+}
+
+static void fake_conn_close(struct fake_conn *fc)
+{
+    nghttp2_session_del(fc->h2);
+    close(fc->fd);
+    memset(fc, 0, sizeof(*fc));
+    fc->fd = -1;
+}
+
+static void fake_conn_start(struct fake *f, int fd)
+{
+    struct fake_conn *fc = NULL;
+    for (int i = 0; i < FAKE_CONNS && !fc; i++)
+        if (f->conns[i].fd < 0)
+            fc = &f->conns[i];
+    if (!fc) {
+        close(fd);
         return;
     }
-    if (f->mode == FAKE_QUOTA) {
-        fake_reply(cfd, 429, "Retry-After: 42\r\n",
-                   "{\"error\":{\"code\":429,\"message\":\"Quota exceeded.\",\"status\":"
-                   "\"RESOURCE_EXHAUSTED\",\"details\":[{\"@type\":\"type.googleapis.com/"
-                   "google.firebase.fcm.v1.FcmError\",\"errorCode\":\"QUOTA_EXCEEDED\"}]}}");
-    } else if (f->mode == FAKE_HUGE) {
-        size_t size = 200 * 1024;
-        char *huge = malloc(size + 1);
-        memset(huge, 'x', size);
-        huge[size] = '\0';
-        fake_reply(cfd, 500, "", huge);
-        free(huge);
-    } else {
-        fake_reply(cfd, 200, "", body);
+    nghttp2_session_callbacks *cb;
+    assert_int_equal(nghttp2_session_callbacks_new(&cb), 0);
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cb, fake_on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cb, fake_on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, fake_on_frame_recv);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, fake_on_stream_close);
+    fc->f = f;
+    fc->fd = fd;
+    assert_int_equal(nghttp2_session_server_new(&fc->h2, cb, fc), 0);
+    nghttp2_session_callbacks_del(cb);
+    nghttp2_settings_entry settings = {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+                                       f->mode == FAKE_TWO_STREAMS ? 2 : 100};
+    nghttp2_submit_settings(fc->h2, NGHTTP2_FLAG_NONE, &settings, 1);
+}
+
+/* Reads what came, answers what is due, writes what nghttp2 has; false when closed. */
+static bool fake_conn_io(struct fake_conn *fc, bool readable)
+{
+    uint8_t buf[16384];
+    ssize_t n = readable ? read(fc->fd, buf, sizeof(buf)) : 0;
+    if (readable && (n <= 0 || nghttp2_session_mem_recv(fc->h2, buf, (size_t)n) < 0))
+        return false;
+    if (!readable) {
+        for (int i = 0; i < fc->npending; i++)
+            fake_answer(fc, fc->pending[i]);
+        fc->npending = 0;
     }
+    const uint8_t *data;
+    while ((n = nghttp2_session_mem_send(fc->h2, &data)) > 0)
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = send(fc->fd, data + off, (size_t)(n - off), MSG_NOSIGNAL);
+            if (w <= 0)
+                return false;
+            off += w;
+        }
+    return n == 0;
 }
 
 static void *fake_main(void *arg)
 {
     struct fake *f = arg;
     while (!atomic_load(&f->stop)) {
-        struct pollfd pfd = {.fd = f->fd, .events = POLLIN};
-        if (poll(&pfd, 1, 50) <= 0)
-            continue;
-        int cfd = accept(f->fd, NULL, NULL);
-        if (cfd < 0)
-            continue;
-        fake_answer(f, cfd);
-        close(cfd);
+        struct pollfd pfd[FAKE_CONNS + 1] = {{.fd = f->fd, .events = POLLIN}};
+        for (int i = 0; i < FAKE_CONNS; i++)
+            pfd[i + 1] = (struct pollfd){.fd = f->conns[i].fd, .events = POLLIN};
+        int rc = poll(pfd, FAKE_CONNS + 1, 20);
+        if (rc > 0 && (pfd[0].revents & POLLIN)) {
+            int cfd = accept(f->fd, NULL, NULL);
+            if (cfd >= 0)
+                fake_conn_start(f, cfd);
+        }
+        for (int i = 0; i < FAKE_CONNS; i++) {
+            struct fake_conn *fc = &f->conns[i];
+            bool readable = rc > 0 && pfd[i + 1].fd == fc->fd && pfd[i + 1].revents;
+            if (fc->fd >= 0 && !fake_conn_io(fc, readable))
+                fake_conn_close(fc);
+        }
     }
+    for (int i = 0; i < FAKE_CONNS; i++)
+        if (f->conns[i].fd >= 0)
+            fake_conn_close(&f->conns[i]);
     return NULL;
 }
 
@@ -259,6 +389,11 @@ static int fake_setup(void **state)
 {
     struct fake *f = calloc(1, sizeof(*f));
     pthread_mutex_init(&f->lock, NULL);
+    for (int i = 0; i < FAKE_CONNS; i++)
+        f->conns[i].fd = -1;
+    f->huge = malloc(FAKE_HUGE_N + 1);
+    memset(f->huge, 'x', FAKE_HUGE_N);
+    f->huge[FAKE_HUGE_N] = '\0';
     f->fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof(addr);
@@ -266,25 +401,33 @@ static int fake_setup(void **state)
     assert_int_equal(listen(f->fd, 128), 0);
     assert_int_equal(getsockname(f->fd, (struct sockaddr *)&addr, &len), 0);
     snprintf(f->base, sizeof(f->base), "http://127.0.0.1:%d", ntohs(addr.sin_port));
-    assert_int_equal(pthread_create(&f->thread, NULL, fake_main, f), 0);
     *state = f;
     return 0;
+}
+
+/* Starts serving; the tests set the mode first. */
+static void fake_start(struct fake *f)
+{
+    assert_int_equal(pthread_create(&f->thread, NULL, fake_main, f), 0);
 }
 
 static int fake_teardown(void **state)
 {
     struct fake *f = *state;
     atomic_store(&f->stop, true);
-    pthread_join(f->thread, NULL);
+    if (f->thread)
+        pthread_join(f->thread, NULL);
     close(f->fd);
     pthread_mutex_destroy(&f->lock);
+    free(f->huge);
     free(f);
     return 0;
 }
 
-static struct mp_fcm_client *fake_client(const struct fake *f, int timeout)
+static struct mp_fcm_client *fake_client(struct fake *f, int timeout)
 {
     struct mp_fcm_client *c = NULL;
+    fake_start(f);
     assert_int_equal(mp_fcm_client_new(f->base, "p", NULL, 2, timeout, &c), MP_OK);
     return c;
 }
@@ -299,10 +442,12 @@ static void test_fake_request_shape(void **state)
     expect_all_ok(&b);
     assert_int_equal(atomic_load(&f->requests), 5);
     pthread_mutex_lock(&f->lock);
-    assert_memory_equal(f->head, "POST /v1/projects/p/messages:send HTTP/1.1\r\n", 44);
-    assert_non_null(strstr(f->head, "\r\nAuthorization: Bearer ya29.access"));
-    assert_non_null(strstr(f->head, "\r\nContent-Type: application/json"));
-    assert_null(strstr(f->head, "Expect:"));
+    assert_non_null(strstr(f->head, ":method: POST\r\n"));
+    assert_non_null(strstr(f->head, ":scheme: http\r\n"));
+    assert_non_null(strstr(f->head, ":path: /v1/projects/p/messages:send\r\n"));
+    assert_non_null(strstr(f->head, ":authority: 127.0.0.1:"));
+    assert_non_null(strstr(f->head, "authorization: Bearer ya29.access\r\n"));
+    assert_non_null(strstr(f->head, "content-type: application/json\r\n"));
     pthread_mutex_unlock(&f->lock);
     /* the client stays usable for the next batch */
     assert_int_equal(mp_fcm_send_batch(c, "ya29.access", b.reqs, b.n, b.results), MP_OK);
@@ -311,11 +456,11 @@ static void test_fake_request_shape(void **state)
     mp_fcm_client_free(c);
 }
 
-static void test_fake_dropped_then_answered(void **state)
+static void test_fake_reset_then_answered(void **state)
 {
     struct fake *f = *state;
-    f->mode = FAKE_DROP_FIRST;
-    f->drop_first = 3;
+    f->mode = FAKE_RESET_FIRST;
+    f->reset_first = 3;
     struct mp_fcm_client *c = fake_client(f, 5);
     struct batch b;
     batch_make(&b, 6);
@@ -359,6 +504,7 @@ static void test_fake_huge_body_bounded(void **state)
     for (size_t i = 0; i < b.n; i++) {
         assert_int_equal(b.results[i].outcome, MP_FCM_INTERNAL);
         assert_int_equal(b.results[i].http_status, 500);
+        assert_int_equal(b.results[i].attempts, 1);
     }
     batch_free(&b);
     mp_fcm_client_free(c);
@@ -378,9 +524,32 @@ static void test_fake_no_answer_is_network(void **state)
         assert_int_equal(b.results[i].outcome, MP_FCM_NETWORK);
         assert_int_equal(b.results[i].http_status, 0);
         assert_int_equal(b.results[i].attempts, 2);
-        assert_non_null(strstr(b.results[i].detail, "curl error 28"));
+        assert_non_null(strstr(b.results[i].detail, "timed out"));
     }
     assert_true(took >= 1.9 && took < 6.0);
+    batch_free(&b);
+    mp_fcm_client_free(c);
+}
+
+/* The server allows 2 streams per connection: the client keeps to it (a stream above it would
+ * be refused and retried) and still gets every answer. */
+static void test_fake_peer_stream_limit(void **state)
+{
+    struct fake *f = *state;
+    f->mode = FAKE_TWO_STREAMS;
+    fake_start(f);
+    struct mp_fcm_client *c = NULL;
+    assert_int_equal(mp_fcm_client_new(f->base, "p", NULL, 1, 5, &c), MP_OK);
+    struct batch b;
+    batch_make(&b, 12);
+    assert_int_equal(mp_fcm_send_batch(c, "tok", b.reqs, b.n, b.results), MP_OK);
+    expect_all_ok(&b);
+    for (size_t i = 0; i < b.n; i++)
+        assert_int_equal(b.results[i].attempts, 1);
+    assert_int_equal(atomic_load(&f->requests), 12);
+    pthread_mutex_lock(&f->lock);
+    assert_int_equal(f->max_open_streams, 2);
+    pthread_mutex_unlock(&f->lock);
     batch_free(&b);
     mp_fcm_client_free(c);
 }
@@ -401,11 +570,148 @@ static void test_connection_refused(void **state)
     for (size_t i = 0; i < b.n; i++) {
         assert_int_equal(b.results[i].outcome, MP_FCM_NETWORK);
         assert_int_equal(b.results[i].attempts, 2);
-        assert_non_null(strstr(b.results[i].detail, "curl error 7"));
+        assert_non_null(strstr(b.results[i].detail, "Connection refused"));
         assert_int_equal(b.results[i].retry_after, -1);
     }
     batch_free(&b);
     mp_fcm_client_free(c);
+}
+
+/* ---- TLS refusals, against `openssl s_server` (skipped without the openssl command) ---- */
+
+struct tls_peer {
+    char dir[64];
+    pid_t pid;
+    int port;
+};
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(addr);
+    assert_int_equal(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&addr, &len), 0);
+    close(fd);
+    return ntohs(addr.sin_port);
+}
+
+static bool port_open(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET,
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                               .sin_port = htons((uint16_t)port)};
+    bool ok = connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0;
+    close(fd);
+    return ok;
+}
+
+/* A self-signed certificate for san and a TLS server with it that negotiates no ALPN. */
+static void tls_peer_start(struct tls_peer *t, const char *san)
+{
+    if (system("openssl version >/dev/null 2>&1") != 0) {
+        print_message("no openssl command: skipped\n");
+        skip();
+    }
+    snprintf(t->dir, sizeof(t->dir), "/tmp/mpcpush-tls-XXXXXX");
+    assert_non_null(mkdtemp(t->dir));
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 "
+             "-subj /CN=mpcpush-test -addext subjectAltName=%s -keyout %s/key.pem "
+             "-out %s/cert.pem >/dev/null 2>&1",
+             san, t->dir, t->dir);
+    assert_int_equal(system(cmd), 0);
+    t->port = free_port();
+    t->pid = fork();
+    if (t->pid == 0) {
+        char accept_at[32], cert[128], key[128];
+        snprintf(accept_at, sizeof(accept_at), "127.0.0.1:%d", t->port);
+        snprintf(cert, sizeof(cert), "%s/cert.pem", t->dir);
+        snprintf(key, sizeof(key), "%s/key.pem", t->dir);
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, STDIN_FILENO);
+        dup2(null, STDOUT_FILENO);
+        dup2(null, STDERR_FILENO);
+        execlp("openssl", "openssl", "s_server", "-accept", accept_at, "-cert", cert, "-key", key,
+               "-www", "-quiet", (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 200 && !port_open(t->port); i++)
+        usleep(25000);
+}
+
+static void tls_peer_stop(struct tls_peer *t)
+{
+    kill(t->pid, SIGTERM);
+    waitpid(t->pid, NULL, 0);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", t->dir);
+    if (system(cmd) != 0)
+        print_message("could not remove %s\n", t->dir);
+}
+
+/* Sends one request to host:port trusting only the peer's certificate: no answer, twice,
+ * and the detail says want. */
+static void tls_expect_refusal(struct tls_peer *t, const char *host, const char *want)
+{
+    char base[128], ca[128];
+    snprintf(base, sizeof(base), "https://%s:%d", host, t->port);
+    snprintf(ca, sizeof(ca), "%s/cert.pem", t->dir);
+    struct mp_fcm_client *c = NULL;
+    assert_int_equal(mp_fcm_client_new(base, "p", ca, 1, 5, &c), MP_OK);
+    struct batch b;
+    batch_make(&b, 1);
+    assert_int_equal(mp_fcm_send_batch(c, "tok", b.reqs, b.n, b.results), MP_OK);
+    assert_int_equal(b.results[0].outcome, MP_FCM_NETWORK);
+    assert_int_equal(b.results[0].attempts, 2);
+    if (!strstr(b.results[0].detail, want))
+        fail_msg("detail \"%s\" does not say \"%s\"", b.results[0].detail, want);
+    batch_free(&b);
+    mp_fcm_client_free(c);
+}
+
+/* The certificate is trusted and names the host, but the server does not speak h2. */
+static void test_tls_no_alpn_h2(void **state)
+{
+    (void)state;
+    struct tls_peer t;
+    tls_peer_start(&t, "DNS:localhost,IP:127.0.0.1");
+    tls_expect_refusal(&t, "127.0.0.1", "did not select HTTP/2 (ALPN h2)");
+    tls_expect_refusal(&t, "localhost", "did not select HTTP/2 (ALPN h2)");
+    tls_peer_stop(&t);
+}
+
+/* A trusted certificate for another name. */
+static void test_tls_name_mismatch(void **state)
+{
+    (void)state;
+    struct tls_peer t;
+    tls_peer_start(&t, "DNS:other.example,IP:127.0.0.2");
+    tls_expect_refusal(&t, "localhost", "certificate: hostname mismatch");
+    tls_expect_refusal(&t, "127.0.0.1", "certificate: IP address mismatch");
+    tls_peer_stop(&t);
+}
+
+/* An untrusted certificate (no ca_file: only the system's roots). */
+static void test_tls_untrusted(void **state)
+{
+    (void)state;
+    struct tls_peer t;
+    tls_peer_start(&t, "IP:127.0.0.1");
+    char base[64];
+    snprintf(base, sizeof(base), "https://127.0.0.1:%d", t.port);
+    struct mp_fcm_client *c = NULL;
+    assert_int_equal(mp_fcm_client_new(base, "p", NULL, 1, 5, &c), MP_OK);
+    struct batch b;
+    batch_make(&b, 1);
+    assert_int_equal(mp_fcm_send_batch(c, "tok", b.reqs, b.n, b.results), MP_OK);
+    assert_int_equal(b.results[0].outcome, MP_FCM_NETWORK);
+    assert_non_null(strstr(b.results[0].detail, "certificate: self-signed certificate"));
+    batch_free(&b);
+    mp_fcm_client_free(c);
+    tls_peer_stop(&t);
 }
 
 /* ---- against mpcpush-fcm-emulator ---- */
@@ -763,7 +1069,9 @@ static void test_emu_slow_answer_times_out(void **state)
     mp_fcm_client_free(c);
 }
 
-static void test_emu_plain_http1(void **state)
+/* http:// on loopback: h2c with prior knowledge (the emulator's plain port sniffs the
+ * preface). */
+static void test_emu_plain_h2c(void **state)
 {
     struct emu *e = emu_fresh(state);
     struct mp_fcm_client *c = emu_client(e, false, 4, 10);
@@ -771,6 +1079,26 @@ static void test_emu_plain_http1(void **state)
     batch_make(&b, 50);
     assert_int_equal(mp_fcm_send_batch(c, e->token, b.reqs, b.n, b.results), MP_OK);
     expect_all_ok(&b);
+    assert_int_equal(emu_stat(e, "accepted"), 50);
+    batch_free(&b);
+    mp_fcm_client_free(c);
+}
+
+/* More requests than connections x streams: the rest wait for streams to free up, on the same
+ * connection. */
+static void test_emu_batch_above_window(void **state)
+{
+    struct emu *e = emu_fresh(state);
+    struct mp_fcm_client *c = emu_client(e, true, 1, 10);
+    struct batch b;
+    batch_make(&b, 250);
+    long before = emu_stat(e, "connections");
+    assert_int_equal(mp_fcm_send_batch(c, e->token, b.reqs, b.n, b.results), MP_OK);
+    expect_all_ok(&b);
+    for (size_t i = 0; i < b.n; i++)
+        assert_int_equal(b.results[i].attempts, 1);
+    assert_int_equal(emu_stat(e, "connections") - before - 1, 1);
+    assert_int_equal(emu_stat(e, "accepted"), 250);
     batch_free(&b);
     mp_fcm_client_free(c);
 }
@@ -844,11 +1172,15 @@ int main(void)
         cmocka_unit_test(test_client_new_rejects),
         cmocka_unit_test(test_send_batch_arguments),
         cmocka_unit_test_setup_teardown(test_fake_request_shape, fake_setup, fake_teardown),
-        cmocka_unit_test_setup_teardown(test_fake_dropped_then_answered, fake_setup, fake_teardown),
+        cmocka_unit_test_setup_teardown(test_fake_reset_then_answered, fake_setup, fake_teardown),
         cmocka_unit_test_setup_teardown(test_fake_quota_retry_after, fake_setup, fake_teardown),
         cmocka_unit_test_setup_teardown(test_fake_huge_body_bounded, fake_setup, fake_teardown),
         cmocka_unit_test_setup_teardown(test_fake_no_answer_is_network, fake_setup, fake_teardown),
+        cmocka_unit_test_setup_teardown(test_fake_peer_stream_limit, fake_setup, fake_teardown),
         cmocka_unit_test(test_connection_refused),
+        cmocka_unit_test(test_tls_no_alpn_h2),
+        cmocka_unit_test(test_tls_name_mismatch),
+        cmocka_unit_test(test_tls_untrusted),
     };
     const struct CMUnitTest emulator[] = {
         cmocka_unit_test(test_emu_batch_http2),
@@ -857,7 +1189,8 @@ int main(void)
         cmocka_unit_test(test_emu_goaway_mid_batch),
         cmocka_unit_test(test_emu_drop_mid_batch),
         cmocka_unit_test(test_emu_slow_answer_times_out),
-        cmocka_unit_test(test_emu_plain_http1),
+        cmocka_unit_test(test_emu_plain_h2c),
+        cmocka_unit_test(test_emu_batch_above_window),
         cmocka_unit_test(test_emu_bad_access_token),
         cmocka_unit_test(test_emu_expired_token_cycle),
         cmocka_unit_test(test_emu_throughput),
