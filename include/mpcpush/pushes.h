@@ -50,10 +50,10 @@ enum mp_result mp_pushes_record(PGconn *conn, const struct mp_push_outcome *outc
                                 int count) MP_MUSTCHECK;
 
 /* Pauses every dispatcher's sends for project: for retry_after seconds when given (>= 0),
- * else 60 s doubled for each quota error in a row (capped at max_seconds). Returns the pause
- * in seconds through *seconds (may be NULL). */
+ * else 60 s doubled for each quota error in a row (capped at max_seconds); an existing longer
+ * pause stands. Returns what is left of the pause, in ms, through *ms (may be NULL). */
 enum mp_result mp_pushes_pause(PGconn *conn, const char *project, const char *reason,
-                               int retry_after, int max_seconds, int *seconds) MP_MUSTCHECK;
+                               int retry_after, int max_seconds, long long *ms) MP_MUSTCHECK;
 
 /* Clears the project's quota strikes after a successful batch. */
 enum mp_result mp_pushes_unpause(PGconn *conn, const char *project) MP_MUSTCHECK;

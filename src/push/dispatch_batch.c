@@ -137,13 +137,13 @@ static long long quota_pause_ms(struct mp_dispatch_ctx *ctx, const struct mp_fcm
         }
     if (!any)
         return 0;
-    int seconds = retry_after >= 0 ? retry_after : 60;
+    long long ms = (retry_after >= 0 ? retry_after : 60) * 1000LL;
     if (mp_pushes_pause(ctx->conn, ctx->project, "QUOTA_EXCEEDED", retry_after,
-                        ctx->cfg->retry_max_seconds, &seconds) != MP_OK)
+                        ctx->cfg->retry_max_seconds, &ms) != MP_OK)
         mp_metrics_db_error(ctx->metrics, "dispatcher");
     *ctx->quota_paused = true;
-    MP_WARN("fcm_quota_exceeded", "project=%s pause_seconds=%d", ctx->project, seconds);
-    return seconds * 1000LL;
+    MP_WARN("fcm_quota_exceeded", "project=%s pause_ms=%lld", ctx->project, ms);
+    return ms;
 }
 
 static void judge(struct mp_dispatch_ctx *ctx, const struct mp_push *p,

@@ -83,7 +83,7 @@ static const char pause_sql[] =
     "  paused_until = greatest(f.paused_until, now() + make_interval(secs => CASE"
     "   WHEN $3::int >= 0 THEN $3::int"
     "   ELSE least($4::int, 60 * power(2, least(f.strikes, 16)))::int END))"
-    " RETURNING ceil(extract(epoch FROM paused_until - now()))::int";
+    " RETURNING ceil(extract(epoch FROM paused_until - now()) * 1000)::bigint";
 
 static char *column(PGresult *res, int row, int col)
 {
@@ -209,7 +209,7 @@ enum mp_result mp_pushes_record(PGconn *conn, const struct mp_push_outcome *outc
 }
 
 enum mp_result mp_pushes_pause(PGconn *conn, const char *project, const char *reason,
-                               int retry_after, int max_seconds, int *seconds)
+                               int retry_after, int max_seconds, long long *ms)
 {
     char retry_text[16], max_text[16];
     snprintf(retry_text, sizeof(retry_text), "%d", retry_after);
@@ -217,8 +217,8 @@ enum mp_result mp_pushes_pause(PGconn *conn, const char *project, const char *re
     const char *params[] = {project, reason, retry_text, max_text};
     PGresult *res = PQexecParams(conn, pause_sql, 4, NULL, params, NULL, NULL, 0);
     enum mp_result result = mp_db_check(conn, res, "push_pause");
-    if (!result && seconds)
-        *seconds = atoi(PQgetvalue(res, 0, 0));
+    if (!result && ms)
+        *ms = atoll(PQgetvalue(res, 0, 0));
     PQclear(res);
     return result;
 }

@@ -25,7 +25,7 @@
 
 struct stamps {
     long long at[MAX_EVENTS];
-    int value[MAX_EVENTS]; /* the status of a send, the length of a pause (s) */
+    int value[MAX_EVENTS]; /* the status of a send, what was left of a pause (ms) */
     int n;
 };
 
@@ -40,14 +40,14 @@ static void take_send(const char *line, void *arg)
     s->at[s->n++] = fu_line_ms(line);
 }
 
-/* "... event=fcm_quota_exceeded project=P pause_seconds=N" */
+/* "... event=fcm_quota_exceeded project=P pause_ms=N": what was left of the pause */
 static void take_pause(const char *line, void *arg)
 {
     struct stamps *s = arg;
-    const char *p = strstr(line, "pause_seconds=");
+    const char *p = strstr(line, "pause_ms=");
     if (!p || s->n >= MAX_EVENTS)
         return;
-    s->value[s->n] = atoi(p + 14);
+    s->value[s->n] = atoi(p + 9);
     s->at[s->n++] = fu_line_ms(line);
 }
 
@@ -116,7 +116,7 @@ static void test_error_storm(void **state)
     int violations = 0, in_grace = 0;
     long long worst = 0, first_bad = 0, resume_min = -1, resume_max = 0;
     for (int p = 0; p < pauses.n; p++) {
-        long long from = pauses.at[p], to = pauses.at[p] + pauses.value[p] * 1000LL - SLACK_MS;
+        long long from = pauses.at[p], to = pauses.at[p] + pauses.value[p] - SLACK_MS;
         long long resumed = -1;
         for (int s = 0; s < sends.n; s++) {
             long long late = sends.at[s] - from;
