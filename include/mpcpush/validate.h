@@ -20,6 +20,9 @@ bool mp_valid_fcm_token(const char *token, size_t len);
 /* "android", "ios" or "web". */
 bool mp_valid_platform(const char *platform);
 
+/* The value (0..15) of a hexadecimal digit, or -1 for any other character. */
+int mp_hex_value(int c);
+
 /* The length (2..4) of the valid multi-byte UTF-8 sequence at s, or 0 when there is none
  * (overlong forms, surrogates and code points past U+10FFFF are not valid). */
 size_t mp_utf8_sequence(const unsigned char *s);

@@ -33,6 +33,17 @@ bool mp_valid_platform(const char *platform)
                         strcmp(platform, "web") == 0);
 }
 
+int mp_hex_value(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 size_t mp_utf8_sequence(const unsigned char *s)
 {
     size_t n = s[0] < 0xC2 ? 0 : s[0] < 0xE0 ? 2 : s[0] < 0xF0 ? 3 : s[0] < 0xF5 ? 4 : 0;

@@ -5,16 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
+#include "mpcpush/validate.h"
 
 /* Decodes len bytes of text into a new NUL-terminated string. */
 static char *url_decode(const char *text, size_t len)
@@ -29,8 +20,8 @@ static char *url_decode(const char *text, size_t len)
         } else if (text[i] != '%') {
             out[o++] = text[i];
         } else {
-            int hi = i + 2 < len ? hex_value(text[i + 1]) : -1;
-            int lo = i + 2 < len ? hex_value(text[i + 2]) : -1;
+            int hi = i + 2 < len ? mp_hex_value(text[i + 1]) : -1;
+            int lo = i + 2 < len ? mp_hex_value(text[i + 2]) : -1;
             if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
                 free(out);
                 return NULL;

@@ -496,17 +496,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     request_free(req);
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes %XX in place, except %00: a NUL would silently cut a C string short ("d%00evil"
  * would become "d"), so it is left encoded and the id validation refuses it. */
 static size_t on_unescape(void *cls, struct MHD_Connection *conn, char *s)
@@ -514,7 +503,7 @@ static size_t on_unescape(void *cls, struct MHD_Connection *conn, char *s)
     char *out = s;
     for (const char *in = s; *in; in++) {
         int hi, lo;
-        if (in[0] == '%' && (hi = hex_value(in[1])) >= 0 && (lo = hex_value(in[2])) >= 0 &&
+        if (in[0] == '%' && (hi = mp_hex_value(in[1])) >= 0 && (lo = mp_hex_value(in[2])) >= 0 &&
             (hi || lo)) {
             *out++ = (char)(hi * 16 + lo);
             in += 2;

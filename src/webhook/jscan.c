@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mpcpush/validate.h"
+
 #define INLINE_ENTRIES 64   /* stack entries before the stack moves to the heap */
 #define PAIRWISE_KEYS  8    /* objects with more keys are sorted to find duplicates */
 #define SLOT_ROOT      (-1) /* the top-level object, parent of the top-level wants */
@@ -58,17 +60,6 @@ static bool is_digit(unsigned char c)
     return c >= '0' && c <= '9';
 }
 
-static int hex_value(unsigned char c)
-{
-    if (is_digit(c))
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* The four hex digits at p (p + 4 <= end), or -1. */
 static long hex4(const unsigned char *p, const unsigned char *end)
 {
@@ -76,7 +67,7 @@ static long hex4(const unsigned char *p, const unsigned char *end)
     if (end - p < 4)
         return -1;
     for (int i = 0; i < 4; i++) {
-        int d = hex_value(p[i]);
+        int d = mp_hex_value(p[i]);
         if (d < 0)
             return -1;
         v = v << 4 | d;
