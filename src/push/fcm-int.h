@@ -74,6 +74,7 @@ struct fcm_conn {
     bool write_blocked;
     bool handshake_wants_write;
     long long deadline_ms; /* to be READY by */
+    long long address_ms;  /* when the connect to the current address started */
     unsigned opens;        /* in the current pass */
     unsigned long answers; /* streams answered since the last open */
     char error[200];       /* why the last connection closed or failed */
@@ -85,6 +86,11 @@ void fcm_conn_init(struct fcm_conn *c, const struct fcm_target *target, fcm_done
 
 /* Starts connecting (non-blocking). On failure the slot stays closed and c->error says why. */
 enum mp_result fcm_conn_open(struct fcm_conn *c, long long now_ms) MP_MUSTCHECK;
+
+/* While connecting: once the current address has had its share of time without an answer
+ * and the host has more addresses, moves on to the next one. Returns when to look again
+ * (LLONG_MAX when there is nothing to watch). */
+long long fcm_conn_connecting(struct fcm_conn *c, long long now_ms);
 
 /* Closes the connection; every stream still in flight ends with why (c->error keeps it). */
 void fcm_conn_close(struct fcm_conn *c, const char *why);

@@ -272,8 +272,13 @@ static void open_needed(struct pass *p, long long now)
     }
     for (int k = 0; k < c->nconns && expected < want; k++) {
         struct fcm_conn *conn = &c->conns[k];
-        if (conn->state == FCM_CONN_CLOSED && may_open(conn) && fcm_conn_open(conn, now) == MP_OK)
-            expected += FCM_STREAMS;
+        if (conn->state != FCM_CONN_CLOSED || !may_open(conn))
+            continue;
+        /* The others would fail alike, and with a dead resolver each lookup blocks for
+         * seconds: one failure per turn is enough. */
+        if (fcm_conn_open(conn, now) != MP_OK)
+            break;
+        expected += FCM_STREAMS;
     }
 }
 
@@ -357,6 +362,11 @@ static int expire(struct pass *p, long long now)
     for (int k = 0; k < c->nconns; k++) {
         struct fcm_conn *conn = &c->conns[k];
         if (conn->state != FCM_CONN_CLOSED && conn->state < FCM_CONN_READY) {
+            long long look = fcm_conn_connecting(conn, now);
+            if (look < next)
+                next = look;
+            if (conn->state == FCM_CONN_CLOSED)
+                continue; /* no address left */
             if (now >= conn->deadline_ms)
                 fcm_conn_close(conn, "connecting to FCM timed out");
             else if (conn->deadline_ms < next)

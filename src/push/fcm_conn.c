@@ -4,9 +4,11 @@
  * 16 kB TLS records, so that a batch's HEADERS and DATA frames share records and system calls;
  * input is read until the socket is empty and fed to nghttp2_session_mem_recv. */
 #include "fcm-int.h"
+#include "push-int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -19,13 +21,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
 #define RECORD_MAX  16384 /* bytes per SSL_write: one full TLS record */
 #define COLLECT_MAX 65536 /* unwritten output at which we stop asking nghttp2 for more */
 #define READ_CHUNK  16384
-#define LAST_ID     (INT32_MAX - 2 * FCM_STREAMS) /* past it: drain, reconnect */
+/* A connect unanswered this long moves on to the host's next address, if any (a SYN dropped
+ * silently, as on a broken IPv6 route, would otherwise take the whole deadline). */
+#define ADDRESS_MS 500
+#define LAST_ID    (INT32_MAX - 2 * FCM_STREAMS) /* past it: drain, reconnect */
 
 __attribute__((format(printf, 2, 3))) static void set_error(struct fcm_conn *c, const char *fmt,
                                                             ...)
@@ -81,6 +87,8 @@ void fcm_conn_close(struct fcm_conn *c, const char *why)
     if (c->addrs)
         freeaddrinfo(c->addrs);
     c->addrs = c->addr_next = NULL;
+    if (c->out.data)
+        OPENSSL_cleanse(c->out.data, c->out.len);
     mp_buf_free(&c->out);
     mp_buf_init(&c->out, 0);
     c->out_off = 0;
@@ -214,13 +222,28 @@ static void tune_socket(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval));
 }
 
-/* Starts a connect to the next address; false when none is left (c->error says why). */
+static bool loopback(const struct addrinfo *a)
+{
+    if (a->ai_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)a->ai_addr)->sin_addr.s_addr) >> 24) == 127;
+    return a->ai_family == AF_INET6 &&
+           IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)a->ai_addr)->sin6_addr);
+}
+
+/* Starts a connect to the next address; false when none is left (c->error says why). Without
+ * TLS only loopback addresses are used, whatever the name resolved to. */
 static bool connect_next(struct fcm_conn *c)
 {
     for (; c->addr_next; c->addr_next = c->addr_next->ai_next) {
         const struct addrinfo *a = c->addr_next;
         if (c->fd >= 0)
             close(c->fd);
+        c->fd = -1;
+        if (!c->target->tls && !loopback(a)) {
+            set_error(c, "%s resolved to an address that is not loopback: plain HTTP refused",
+                      c->target->host);
+            continue;
+        }
         c->fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
         if (c->fd < 0) {
             set_error(c, "socket: %s", strerror(errno));
@@ -230,11 +253,25 @@ static bool connect_next(struct fcm_conn *c)
         if (connect(c->fd, a->ai_addr, a->ai_addrlen) == 0 || errno == EINPROGRESS) {
             c->addr_next = a->ai_next;
             c->state = FCM_CONN_CONNECTING;
+            c->address_ms = mp_push_now_ms();
             return true;
         }
         set_error(c, "connect to %s: %s", c->target->authority, strerror(errno));
     }
     return false;
+}
+
+long long fcm_conn_connecting(struct fcm_conn *c, long long now_ms)
+{
+    if (c->state != FCM_CONN_CONNECTING || !c->addr_next)
+        return LLONG_MAX;
+    if (now_ms < c->address_ms + ADDRESS_MS)
+        return c->address_ms + ADDRESS_MS;
+    set_error(c, "connect to %s: no answer in %d ms, trying its next address", c->target->authority,
+              ADDRESS_MS);
+    if (!connect_next(c))
+        fcm_conn_close(c, c->error);
+    return now_ms;
 }
 
 enum mp_result fcm_conn_open(struct fcm_conn *c, long long now_ms)
@@ -421,6 +458,8 @@ static bool read_all(struct fcm_conn *c)
             ERR_clear_error();
             int rc = SSL_read(c->ssl, buf, sizeof(buf));
             int err = rc > 0 ? SSL_ERROR_NONE : SSL_get_error(c->ssl, rc);
+            if (err == SSL_ERROR_WANT_WRITE) /* a TLS message of its own must go out first */
+                c->write_blocked = true;
             if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
                 return true;
             if (err == SSL_ERROR_SSL) {
@@ -487,6 +526,8 @@ static bool write_out(struct fcm_conn *c)
         }
         c->out_off += (size_t)n;
     }
+    /* the frames hold the access token (HPACK is reversible): no copy outlives its write */
+    OPENSSL_cleanse(c->out.data, c->out.len);
     mp_buf_reset(&c->out);
     c->out_off = 0;
     return true;
