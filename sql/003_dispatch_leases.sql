@@ -18,6 +18,12 @@ ALTER TABLE mpcpush.pushes ADD COLUMN leased_until timestamptz;
 -- are all-visible (everything but the newest rows), instead of one heap page per pending
 -- message. Rebuilding the index takes a few seconds per million pending messages, during
 -- which writes to messages wait.
+-- Messages are never updated in place (an acknowledgement changes acked_at, which partial
+-- indexes cover, so it can never be a HOT update): the 10 % kept free on each page served
+-- nothing, and let new rows scatter into old pages, clearing their all-visible bits and
+-- sending the claim's count back to the heap. New rows now fill pages, then go to the end.
+ALTER TABLE mpcpush.messages SET (fillfactor = 100);
+
 DROP INDEX mpcpush.messages_pending;
 CREATE INDEX messages_pending ON mpcpush.messages (wallet_id, device_id, id) INCLUDE (expires_at)
     WHERE acked_at IS NULL;
