@@ -56,7 +56,11 @@ static void test_buf_json_string(void **state)
     json_string_is("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x91", NULL,
                    "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x91");
     /* stray continuation byte, truncated sequence, overlong '/', surrogate, past U+10FFFF */
-    json_string_is("a\x80" "b", NULL, "a\xef\xbf\xbd" "b");
+    json_string_is("a\x80"
+                   "b",
+                   NULL,
+                   "a\xef\xbf\xbd"
+                   "b");
     json_string_is("\xe2\x82", NULL, "\xef\xbf\xbd\xef\xbf\xbd");
     json_string_is("\xc0\xaf", NULL, "\xef\xbf\xbd\xef\xbf\xbd");
     json_string_is("\xed\xa0\x80", NULL, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
