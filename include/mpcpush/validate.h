@@ -23,9 +23,10 @@ bool mp_valid_platform(const char *platform);
 /* The value (0..15) of a hexadecimal digit, or -1 for any other character. */
 int mp_hex_value(int c);
 
-/* The length (2..4) of the valid multi-byte UTF-8 sequence at s, or 0 when there is none
- * (overlong forms, surrogates and code points past U+10FFFF are not valid). */
-size_t mp_utf8_sequence(const unsigned char *s);
+/* The length (2..4) of the valid multi-byte UTF-8 sequence at s, reading at most avail bytes,
+ * or 0 when there is none (overlong forms, surrogates and code points past U+10FFFF are not
+ * valid). In a NUL-terminated string avail may be 4: the NUL ends any sequence. */
+size_t mp_utf8_sequence(const unsigned char *s, size_t avail);
 
 /* A NUL-terminated string of valid UTF-8. */
 bool mp_valid_utf8(const char *s);

@@ -90,7 +90,7 @@ static enum mp_result append_quoted(struct mp_buf *buf, const char *text, bool j
             result = mp_buf_append(buf, esc, 2);
         } else if (*s < 0x20) {
             result = mp_buf_printf(buf, "\\u%04x", *s++);
-        } else if ((run = mp_utf8_sequence(s)) > 0) {
+        } else if ((run = mp_utf8_sequence(s, 4)) > 0) {
             result = mp_buf_append(buf, s, run);
             s += run;
         } else {

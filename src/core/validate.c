@@ -1,6 +1,7 @@
 /* Identifier and token validation. */
 #include "mpcpush/validate.h"
 
+#include <stdint.h>
 #include <string.h>
 
 bool mp_valid_id(const char *id, size_t len)
@@ -44,15 +45,19 @@ int mp_hex_value(int c)
     return -1;
 }
 
-size_t mp_utf8_sequence(const unsigned char *s)
+size_t mp_utf8_sequence(const unsigned char *s, size_t avail)
 {
-    size_t n = s[0] < 0xC2 ? 0 : s[0] < 0xE0 ? 2 : s[0] < 0xF0 ? 3 : s[0] < 0xF5 ? 4 : 0;
-    for (size_t i = 1; i < n; i++)
+    size_t n = s[0] < 0xC2 || s[0] > 0xF4 ? 0 : s[0] < 0xE0 ? 2 : s[0] < 0xF0 ? 3 : 4;
+    if (n == 0 || avail < n)
+        return 0;
+    uint32_t v = s[0] & (0x7F >> n);
+    for (size_t i = 1; i < n; i++) {
         if ((s[i] & 0xC0) != 0x80)
             return 0;
-    /* no overlong forms, no surrogates, nothing above U+10FFFF */
-    if ((n == 3 && s[0] == 0xE0 && s[1] < 0xA0) || (n == 3 && s[0] == 0xED && s[1] >= 0xA0) ||
-        (n == 4 && s[0] == 0xF0 && s[1] < 0x90) || (n == 4 && s[0] == 0xF4 && s[1] >= 0x90))
+        v = v << 6 | (s[i] & 0x3F);
+    }
+    if ((n == 3 && v < 0x800) || (n == 4 && v < 0x10000) || v > 0x10FFFF ||
+        (v >= 0xD800 && v <= 0xDFFF))
         return 0;
     return n;
 }
@@ -61,7 +66,7 @@ bool mp_valid_utf8(const char *s)
 {
     const unsigned char *u = (const unsigned char *)s;
     while (*u) {
-        size_t n = *u < 0x80 ? 1 : mp_utf8_sequence(u);
+        size_t n = *u < 0x80 ? 1 : mp_utf8_sequence(u, 4);
         if (n == 0)
             return false;
         u += n;

@@ -83,25 +83,6 @@ static void skip_space(struct scan *s)
 
 /* ---- strings ---- */
 
-/* The length of the valid UTF-8 sequence of two to four bytes at p (strict: no overlong
- * forms, no surrogates, nothing above U+10FFFF), 0 when there is none. */
-static size_t utf8_length(const unsigned char *p, const unsigned char *end)
-{
-    size_t n = p[0] < 0xc2 || p[0] > 0xf4 ? 0 : p[0] < 0xe0 ? 2 : p[0] < 0xf0 ? 3 : 4;
-    uint32_t v = p[0] & (0x7f >> n);
-    if (n == 0 || (size_t)(end - p) < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        v = v << 6 | (p[i] & 0x3f);
-    }
-    if ((n == 3 && v < 0x800) || (n == 4 && v < 0x10000) || v > 0x10ffff ||
-        (v >= 0xd800 && v <= 0xdfff))
-        return 0;
-    return n;
-}
-
 /* The length of the escape at p ('\\'), 0 when invalid: an unknown escape, \u0000, or a
  * surrogate that is not part of a pair. */
 static size_t escape_length(const unsigned char *p, const unsigned char *end)
@@ -138,7 +119,7 @@ static enum state scan_string(struct scan *s, struct mp_jvalue *out)
             return fail(s, "invalid escape or Unicode escape in a string");
         if (*p < 0x20)
             return fail(s, "control character in a string");
-        if (*p >= 0x80 && !(n = utf8_length(p, end)))
+        if (*p >= 0x80 && !(n = mp_utf8_sequence(p, (size_t)(end - p))))
             return fail(s, "invalid UTF-8");
         escaped |= *p == '\\';
         p += n;
