@@ -1,6 +1,7 @@
 -- Scenario 2: exactly :count wakeups owed, one per device first .. first+count-1, each for one
--- new pending message (what the ingest statement leaves behind). Everything owed before is
--- marked covered so that only these are sent. -v first=K -v count=N
+-- new pending message (what the ingest statement leaves behind, down to due_at: each row its
+-- own clock_timestamp()). Everything owed before is marked covered so that only these are
+-- sent. -v first=K -v count=N
 \set ON_ERROR_STOP on
 BEGIN;
 UPDATE mpcpush.pushes SET covered_id = wanted_id, state = 'sent', lease_id = NULL,
@@ -11,10 +12,10 @@ WITH m AS (
     SELECT 'w' || k, 'd' || k, 'api', jsonb_build_object('bench', k), now() + interval '1 day'
     FROM generate_series(:first::bigint, :first::bigint + :count - 1) k
     RETURNING wallet_id, device_id, id)
-INSERT INTO mpcpush.pushes AS p (wallet_id, device_id, wanted_id)
-SELECT wallet_id, device_id, id FROM m
+INSERT INTO mpcpush.pushes AS p (wallet_id, device_id, wanted_id, due_at)
+SELECT wallet_id, device_id, id, clock_timestamp() FROM m
 ON CONFLICT (wallet_id, device_id) DO UPDATE SET
-    wanted_id = greatest(p.wanted_id, EXCLUDED.wanted_id), due_at = now(), state = 'ready',
+    wanted_id = greatest(p.wanted_id, EXCLUDED.wanted_id), due_at = clock_timestamp(), state = 'ready',
     attempts = 0, lease_id = NULL, leased_until = NULL;
 COMMIT;
 VACUUM ANALYZE mpcpush.pushes;

@@ -31,6 +31,6 @@ INSERT INTO mpcpush.pushes AS p (wallet_id, device_id, wanted_id)
 SELECT wallet_id, device_id, id FROM msg
 ON CONFLICT (wallet_id, device_id) DO UPDATE SET
     wanted_id = greatest(p.wanted_id, EXCLUDED.wanted_id),
-    due_at = CASE WHEN p.wanted_id > p.covered_id THEN p.due_at ELSE now() END,
+    due_at = CASE WHEN p.wanted_id > p.covered_id THEN p.due_at ELSE clock_timestamp() END,
     state = CASE WHEN p.wanted_id > p.covered_id THEN p.state ELSE 'ready' END,
     attempts = CASE WHEN p.wanted_id > p.covered_id THEN p.attempts ELSE 0 END;

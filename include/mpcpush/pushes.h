@@ -38,12 +38,23 @@ struct mp_push_outcome {
     const char *name;    /* FCM message name on success, may be NULL */
 };
 
-/* Claims up to limit due wakeups for project (none while the project is paused), leasing them
- * for lease_seconds to owner; only that device's when wallet_id and device_id are given (else
- * NULL). The caller owns *out (mp_pushes_free). */
-enum mp_result mp_pushes_claim(PGconn *conn, const char *project, const char *owner, int limit,
-                               int lease_seconds, const char *wallet_id, const char *device_id,
-                               struct mp_push **out, int *count) MP_MUSTCHECK;
+/* What to claim. The cursor makes a busy queue cheap to claim from: each claim starts at the
+ * due_at where the previous one stopped, instead of walking again past every row that is
+ * leased and still in flight (or dead and not yet pruned) at the head of the queue. Rows left
+ * behind the cursor (skipped while another claimer held them, or whose lease expired) are
+ * found again once the caller resets it to NULL. */
+struct mp_claim {
+    const char *project;               /* nothing while its sends are paused */
+    const char *owner;                 /* who holds the leases, for operators */
+    int limit, lease_seconds;          /* how many rows at most, leased for how long */
+    const char *wallet_id, *device_id; /* only this device's row (else both NULL) */
+    const char *after;                 /* the cursor: only rows due at or after it (or NULL) */
+    char last_due[48];                 /* out: the due_at of the last row claimed ("" if none) */
+};
+
+/* Claims due wakeups and leases them. The caller owns *out (mp_pushes_free). */
+enum mp_result mp_pushes_claim(PGconn *conn, struct mp_claim *claim, struct mp_push **out,
+                               int *count) MP_MUSTCHECK;
 
 /* Records outcomes; a row whose lease was taken over meanwhile is left alone. */
 enum mp_result mp_pushes_record(PGconn *conn, const struct mp_push_outcome *outcomes,

@@ -78,9 +78,13 @@ static bool push_now(const struct mp_config *cfg, PGconn *conn, struct mp_oauth 
     struct mp_push *pushes = NULL;
     int n = 0;
     struct mp_fcm_client *fcm = NULL;
-    if (mp_pushes_claim(conn, mp_oauth_project_id(oauth), "send-test", 1, cfg->lease_seconds,
-                        wallet, device, &pushes, &n) != MP_OK ||
-        n == 0) {
+    struct mp_claim claim = {.project = mp_oauth_project_id(oauth),
+                             .owner = "send-test",
+                             .limit = 1,
+                             .lease_seconds = cfg->lease_seconds,
+                             .wallet_id = wallet,
+                             .device_id = device};
+    if (mp_pushes_claim(conn, &claim, &pushes, &n) != MP_OK || n == 0) {
         mp_pushes_free(pushes, n);
         return false;
     }

@@ -45,7 +45,17 @@ struct mp_dispatcher {
     pthread_cond_t wake;
     unsigned long wake_seq;
     atomic_bool stopping;
+    /* The claim cursor (struct mp_claim), shared: claims take turns under cursor_lock, each
+     * starting where the last one stopped, so none walks past the batches still in flight. */
+    pthread_mutex_t cursor_lock;
+    char cursor[48]; /* "" = from the start of the queue */
+    struct timespec cursor_reset_at;
 };
+
+/* A cursor goes back to the start of the queue whenever a claim comes back short (the queue
+ * is drained up to now), and at least this often: rows it left behind (held by another
+ * instance's claim, or with an expired lease) wait at most this long. */
+enum { CURSOR_RESET_MS = 250 };
 
 /* ---- waking ---- */
 
@@ -194,11 +204,39 @@ static void run_batch(struct worker *w, struct mp_push *pushes, int n)
     free(results);
 }
 
+static long long ms_between(struct timespec a, struct timespec b)
+{
+    return (long long)(b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000;
+}
+
+static enum mp_result claim_batch(struct worker *w, struct mp_push **pushes, int *n)
+{
+    struct mp_dispatcher *d = w->d;
+    struct mp_claim claim = {.project = d->project,
+                             .owner = w->owner,
+                             .limit = d->cfg->dispatch_batch,
+                             .lease_seconds = d->cfg->lease_seconds};
+    pthread_mutex_lock(&d->cursor_lock);
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (ms_between(d->cursor_reset_at, now) >= CURSOR_RESET_MS)
+        d->cursor[0] = '\0';
+    if (!d->cursor[0])
+        d->cursor_reset_at = now;
+    claim.after = d->cursor[0] ? d->cursor : NULL;
+    enum mp_result result = mp_pushes_claim(w->conn, &claim, pushes, n);
+    if (result || *n < claim.limit)
+        d->cursor[0] = '\0';
+    else
+        memcpy(d->cursor, claim.last_due, sizeof(d->cursor));
+    pthread_mutex_unlock(&d->cursor_lock);
+    return result;
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     struct mp_dispatcher *d = w->d;
-    const char *project = d->project;
     while (!atomic_load(&d->stopping)) {
         if (ensure_conn(w) != MP_OK) {
             nap(d, 1000, false, 0);
@@ -209,8 +247,7 @@ static void *worker_main(void *arg)
         unsigned long seen = wake_seq(d);
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        if (mp_pushes_claim(w->conn, project, w->owner, d->cfg->dispatch_batch,
-                            d->cfg->lease_seconds, NULL, NULL, &pushes, &n) != MP_OK) {
+        if (claim_batch(w, &pushes, &n) != MP_OK) {
             mp_metrics_db_error(d->metrics, "dispatcher");
             nap(d, 1000, false, 0);
             continue;
@@ -286,6 +323,7 @@ enum mp_result mp_dispatcher_start(const struct mp_config *cfg, struct mp_metric
     d->metrics = metrics;
     pthread_mutex_init(&d->lock, NULL);
     pthread_cond_init(&d->wake, NULL);
+    pthread_mutex_init(&d->cursor_lock, NULL);
     pthread_rwlock_init(&d->oauth_lock, NULL);
     enum mp_result result = load_google(d, errors);
     if (!result)
@@ -316,6 +354,7 @@ void mp_dispatcher_stop(struct mp_dispatcher *d)
     mp_oauth_free(d->oauth);
     pthread_rwlock_destroy(&d->oauth_lock);
     pthread_mutex_destroy(&d->lock);
+    pthread_mutex_destroy(&d->cursor_lock);
     pthread_cond_destroy(&d->wake);
     free(d);
 }

@@ -34,7 +34,7 @@ static const char put_sql[] =
     "  HAVING max(m.id) IS NOT NULL"
     "  ON CONFLICT (wallet_id, device_id) DO UPDATE SET"
     "   wanted_id = greatest(p.wanted_id, EXCLUDED.wanted_id), covered_id = 0,"
-    "   due_at = now(), state = 'ready', attempts = 0, last_error = NULL"
+    "   due_at = clock_timestamp(), state = 'ready', attempts = 0, last_error = NULL"
     "  RETURNING 1)"
     " SELECT created, (SELECT count(*) FROM wake) > 0 FROM up";
 

@@ -75,7 +75,7 @@ static const char ingest_sql[] =
     "  GROUP BY t.wallet_id, t.device_id ORDER BY t.wallet_id, t.device_id"
     "  ON CONFLICT (wallet_id, device_id) DO UPDATE SET"
     "   wanted_id = greatest(p.wanted_id, EXCLUDED.wanted_id),"
-    "   due_at = CASE WHEN p.wanted_id > p.covered_id THEN p.due_at ELSE now() END,"
+    "   due_at = CASE WHEN p.wanted_id > p.covered_id THEN p.due_at ELSE clock_timestamp() END,"
     "   state = CASE WHEN p.wanted_id > p.covered_id THEN p.state ELSE 'ready' END,"
     "   attempts = CASE WHEN p.wanted_id > p.covered_id THEN p.attempts ELSE 0 END"
     "  RETURNING 1),"

@@ -15,7 +15,8 @@
  * left for the next claim. The lease is kept in leased_until, which no index covers, so the
  * claim is a HOT update; a crashed dispatcher's rows are claimable again once their leases run
  * out. One lease id serves the whole claim: with the row's key it tells this claim's outcome
- * from a later claim's. */
+ * from a later claim's. $7 is the cursor (struct mp_claim): a bound of the index scan, so the
+ * scan starts there; the last column, the same in every row, is where this claim stopped. */
 static const char claim_sql[] =
     "WITH claimed AS ("
     "  UPDATE mpcpush.pushes p SET leased_until = now() + make_interval(secs => $2),"
@@ -27,12 +28,14 @@ static const char claim_sql[] =
     "    AND (q.leased_until IS NULL OR q.leased_until <= now())"
     "    AND NOT EXISTS (SELECT 1 FROM mpcpush.fcm_pauses f"
     "     WHERE f.project_id = $4 AND f.paused_until > now())"
+    "    AND q.due_at >= $7::timestamptz"
     "    AND ($5::text IS NULL OR (q.wallet_id = $5 AND q.device_id = $6))"
     "   ORDER BY q.due_at LIMIT $1 FOR UPDATE SKIP LOCKED))"
-    "  RETURNING p.wallet_id, p.device_id, p.lease_id, p.attempts)"
+    "  RETURNING p.wallet_id, p.device_id, p.lease_id, p.attempts, p.due_at)"
     " SELECT c.wallet_id, c.device_id, c.lease_id, c.attempts, d.fcm_token, d.platform,"
     "  d.token_status = 'active', s.pending, s.latest_id,"
-    "  greatest(0, floor(extract(epoch FROM s.last_expiry - now())))::bigint"
+    "  greatest(0, floor(extract(epoch FROM s.last_expiry - now())))::bigint,"
+    "  max(c.due_at) OVER ()"
     " FROM claimed c"
     " LEFT JOIN mpcpush.devices d ON d.wallet_id = c.wallet_id AND d.device_id = c.device_id"
     " CROSS JOIN LATERAL ("
@@ -107,15 +110,20 @@ static enum mp_result take_push(PGresult *res, int row, struct mp_push *p)
     return ok ? MP_OK : MP_ERR_NOMEM;
 }
 
-enum mp_result mp_pushes_claim(PGconn *conn, const char *project, const char *owner, int limit,
-                               int lease_seconds, const char *wallet_id, const char *device_id,
-                               struct mp_push **out, int *count)
+enum mp_result mp_pushes_claim(PGconn *conn, struct mp_claim *claim, struct mp_push **out,
+                               int *count)
 {
     char limit_text[16], lease_text[16];
-    snprintf(limit_text, sizeof(limit_text), "%d", limit);
-    snprintf(lease_text, sizeof(lease_text), "%d", lease_seconds);
-    const char *params[] = {limit_text, lease_text, owner, project, wallet_id, device_id};
-    PGresult *res = mp_db_exec_prepared(conn, "mpcpush_claim", claim_sql, 6, params);
+    snprintf(limit_text, sizeof(limit_text), "%d", claim->limit);
+    snprintf(lease_text, sizeof(lease_text), "%d", claim->lease_seconds);
+    const char *params[] = {limit_text,
+                            lease_text,
+                            claim->owner,
+                            claim->project,
+                            claim->wallet_id,
+                            claim->device_id,
+                            claim->after ? claim->after : "-infinity"};
+    PGresult *res = mp_db_exec_prepared(conn, "mpcpush_claim", claim_sql, 7, params);
     enum mp_result result = mp_db_check(conn, res, "push_claim");
     int n = result ? 0 : PQntuples(res);
     struct mp_push *pushes = result ? NULL : calloc((size_t)n + 1, sizeof(*pushes));
@@ -123,6 +131,9 @@ enum mp_result mp_pushes_claim(PGconn *conn, const char *project, const char *ow
         result = MP_ERR_NOMEM;
     for (int i = 0; !result && i < n; i++)
         result = take_push(res, i, &pushes[i]);
+    claim->last_due[0] = '\0';
+    if (!result && n > 0 && strlen(PQgetvalue(res, 0, 10)) < sizeof(claim->last_due))
+        strcpy(claim->last_due, PQgetvalue(res, 0, 10));
     PQclear(res);
     if (result) {
         mp_pushes_free(pushes, n);

@@ -47,8 +47,9 @@ static int teardown(void **state)
 static struct mp_push *claim(struct env *e, int limit, int *n)
 {
     struct mp_push *pushes = NULL;
-    assert_int_equal(
-        mp_pushes_claim(e->conn, "project", "tester", limit, 60, NULL, NULL, &pushes, n), MP_OK);
+    struct mp_claim c = {
+        .project = "project", .owner = "tester", .limit = limit, .lease_seconds = 60};
+    assert_int_equal(mp_pushes_claim(e->conn, &c, &pushes, n), MP_OK);
     return pushes;
 }
 
