@@ -115,6 +115,8 @@ int bench_cmd_drain(int argc, char **argv)
         fprintf(stderr, "mpcpush-bench drain: %s\n", PQerrorMessage(db));
         return 1;
     }
+    /* The poll below must not take CPU from what it measures: no parallel workers for it. */
+    PQclear(PQexec(db, "SET max_parallel_workers_per_gather = 0"));
     long long base = emulator_accepted(curl);
     if (base < 0) {
         fprintf(stderr, "mpcpush-bench drain: cannot read %s/emulator/stats\n", o.emulator);

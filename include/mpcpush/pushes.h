@@ -48,7 +48,7 @@ struct mp_claim {
     const char *owner;                 /* who holds the leases, for operators */
     int limit, lease_seconds;          /* how many rows at most, leased for how long */
     const char *wallet_id, *device_id; /* only this device's row (else both NULL) */
-    const char *after;                 /* the cursor: only rows due at or after it (or NULL) */
+    const char *after;                 /* the cursor: only rows due at or after it (NULL, "": all) */
     char last_due[48];                 /* out: the due_at of the last row claimed ("" if none) */
 };
 

@@ -122,7 +122,7 @@ enum mp_result mp_pushes_claim(PGconn *conn, struct mp_claim *claim, struct mp_p
                             claim->project,
                             claim->wallet_id,
                             claim->device_id,
-                            claim->after ? claim->after : "-infinity"};
+                            claim->after && claim->after[0] ? claim->after : "-infinity"};
     PGresult *res = mp_db_exec_prepared(conn, "mpcpush_claim", claim_sql, 7, params);
     enum mp_result result = mp_db_check(conn, res, "push_claim");
     int n = result ? 0 : PQntuples(res);

@@ -44,18 +44,42 @@ static int teardown(void **state)
     return 0;
 }
 
-static struct mp_push *claim(struct env *e, int limit, int *n)
-{
-    struct mp_push *pushes = NULL;
-    struct mp_claim c = {
-        .project = "project", .owner = "tester", .limit = limit, .lease_seconds = 60};
-    assert_int_equal(mp_pushes_claim(e->conn, &c, &pushes, n), MP_OK);
-    return pushes;
-}
-
 static int by_device(const void *a, const void *b)
 {
     return strcmp(((const struct mp_push *)a)->device_id, ((const struct mp_push *)b)->device_id);
+}
+
+/* Claims from the cursor *after* (NULL or "": from the start); where the claim stopped goes
+ * back into *after when it is given. */
+static struct mp_push *claim_after(struct env *e, int limit, char *after, int *n)
+{
+    struct mp_push *pushes = NULL;
+    struct mp_claim c = {.project = "project",
+                         .owner = "tester",
+                         .limit = limit,
+                         .lease_seconds = 60,
+                         .after = after};
+    assert_int_equal(mp_pushes_claim(e->conn, &c, &pushes, n), MP_OK);
+    if (after)
+        strcpy(after, c.last_due);
+    return pushes;
+}
+
+static struct mp_push *claim(struct env *e, int limit, int *n)
+{
+    return claim_after(e, limit, NULL, n);
+}
+
+/* Checks which devices were claimed (devices sorted, NULL-terminated) and frees the claim. */
+static void expect_devices(struct mp_push *pushes, int n, const char *const *devices)
+{
+    qsort(pushes, (size_t)n, sizeof(*pushes), by_device);
+    for (int i = 0; i < n; i++) {
+        assert_non_null(devices[i]);
+        assert_string_equal(pushes[i].device_id, devices[i]);
+    }
+    assert_null(devices[n]);
+    mp_pushes_free(pushes, n);
 }
 
 static void test_claim_leases_and_hides(void **state)
@@ -87,6 +111,34 @@ static void test_claim_leases_and_hides(void **state)
     assert_true(one[0].lease_id != pushes[1].lease_id);
     mp_pushes_free(one, again);
     mp_pushes_free(pushes, n);
+}
+
+/* A claim from a cursor starts at the due_at where the last one stopped: a row due before it
+ * is left for a claim from the start, even when it is claimable again. */
+static void test_claim_cursor(void **state)
+{
+    struct env *e = *state;
+    th_sql_exec(e->db, "UPDATE mpcpush.pushes SET due_at = now() - interval '1 minute'"
+                       " + make_interval(secs => substr(device_id, 2)::int)");
+    char cursor[sizeof(((struct mp_claim *)0)->last_due)] = "";
+    int n = 0;
+    struct mp_push *first = claim_after(e, 2, cursor, &n);
+    expect_devices(first, n, (const char *const[]){"d1", "d2", NULL});
+    PGresult *res = PQexec(e->conn, "SELECT due_at::text FROM mpcpush.pushes"
+                                    " WHERE device_id = 'd2'");
+    assert_string_equal(cursor, PQgetvalue(res, 0, 0)); /* where it stopped: d2 */
+    PQclear(res);
+    /* both leases lapse: d1 and d2 are claimable again, but d1 is behind the cursor */
+    th_sql_exec(e->db, "UPDATE mpcpush.pushes SET leased_until = now() - interval '1 second'");
+    struct mp_push *next = claim_after(e, 10, cursor, &n);
+    expect_devices(next, n, (const char *const[]){"d2", "d3", NULL});
+    /* a claim that comes back empty says so with an empty cursor */
+    struct mp_push *none = claim_after(e, 10, cursor, &n);
+    assert_int_equal(n, 0);
+    assert_string_equal(cursor, "");
+    mp_pushes_free(none, n);
+    struct mp_push *rest = claim(e, 10, &n);
+    expect_devices(rest, n, (const char *const[]){"d1", NULL});
 }
 
 static void test_record_exact(void **state)
@@ -171,6 +223,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_claim_leases_and_hides, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claim_cursor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_exact, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_stale, setup, teardown),
     };
