@@ -1,7 +1,8 @@
 -- The ingest baseline: pgbench -M prepared -D devices=N -D payload=BYTES -f pgbench_ingest.sql
 -- One webhook per transaction, writing the rows the daemon's group commit writes for it: the
 -- inbox event (SHA-256 dedupe key, raw body of the same size), the message (payload taken from
--- the body) and the push-state upsert.
+-- the body) and the push-state upsert (for the registered device, with its token, as the
+-- daemon's ingest statement does).
 \set k random(1, :devices)
 WITH v AS (
     SELECT 'w' || :k::bigint AS wallet_id, 'd' || :k::bigint AS device_id, :k::bigint AS k,
@@ -27,8 +28,10 @@ msg AS (
            raw_body::jsonb -> 'message', now() + interval '86400 seconds'
     FROM ev
     RETURNING wallet_id, device_id, id)
-INSERT INTO mpcpush.pushes AS p (wallet_id, device_id, wanted_id)
-SELECT wallet_id, device_id, id FROM msg
+INSERT INTO mpcpush.pushes AS p (wallet_id, device_id, wanted_id, fcm_token, platform, token_active)
+SELECT m.wallet_id, m.device_id, m.id, dv.fcm_token, dv.platform, true FROM msg m
+JOIN mpcpush.devices dv ON dv.wallet_id = m.wallet_id AND dv.device_id = m.device_id
+    AND dv.token_status = 'active'
 ON CONFLICT (wallet_id, device_id) DO UPDATE SET
     wanted_id = greatest(p.wanted_id, EXCLUDED.wanted_id),
     due_at = CASE WHEN p.wanted_id > p.covered_id THEN p.due_at ELSE clock_timestamp() END,

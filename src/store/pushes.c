@@ -9,14 +9,15 @@
 #include "mpcpush/buf.h"
 #include "mpcpush/db.h"
 
-/* Claims due rows and reads what the wakeup needs: the device's token and its pending
- * messages. The rows are picked and locked (SKIP LOCKED: concurrent claimers share the queue),
- * then updated by ctid, with no second index lookup; a row changed between the two is simply
- * left for the next claim. The lease is kept in leased_until, which no index covers, so the
- * claim is a HOT update; a crashed dispatcher's rows are claimable again once their leases run
- * out. One lease id serves the whole claim: with the row's key it tells this claim's outcome
- * from a later claim's. $7 is the cursor (struct mp_claim): a bound of the index scan, so the
- * scan starts there; the last column, the same in every row, is where this claim stopped. */
+/* Claims due rows and reads what the wakeup needs: the device's token (the copy the row keeps,
+ * schema 4) and its pending messages. The rows are picked and locked (SKIP LOCKED: concurrent
+ * claimers share the queue), then updated by ctid, with no second index lookup; a row changed
+ * between the two is simply left for the next claim. The lease is kept in leased_until, which no
+ * index covers, so the claim is a HOT update; a crashed dispatcher's rows are claimable again once
+ * their leases run out. One lease id serves the whole claim: with the row's key it tells this
+ * claim's outcome from a later claim's. $7 is the cursor (struct mp_claim): a bound of the index
+ * scan, so the scan starts there; the last column, the same in every row, is where this claim
+ * stopped. */
 static const char claim_sql[] =
     "WITH claimed AS ("
     "  UPDATE mpcpush.pushes p SET leased_until = now() + make_interval(secs => $2),"
@@ -31,13 +32,13 @@ static const char claim_sql[] =
     "    AND q.due_at >= $7::timestamptz"
     "    AND ($5::text IS NULL OR (q.wallet_id = $5 AND q.device_id = $6))"
     "   ORDER BY q.due_at LIMIT $1 FOR UPDATE SKIP LOCKED))"
-    "  RETURNING p.wallet_id, p.device_id, p.lease_id, p.attempts, p.due_at)"
-    " SELECT c.wallet_id, c.device_id, c.lease_id, c.attempts, d.fcm_token, d.platform,"
-    "  d.token_status = 'active', s.pending, s.latest_id,"
+    "  RETURNING p.wallet_id, p.device_id, p.lease_id, p.attempts, p.due_at, p.fcm_token,"
+    "   p.platform, p.token_active)"
+    " SELECT c.wallet_id, c.device_id, c.lease_id, c.attempts, c.fcm_token, c.platform,"
+    "  c.token_active, s.pending, s.latest_id,"
     "  greatest(0, floor(extract(epoch FROM s.last_expiry - now())))::bigint,"
     "  max(c.due_at) OVER ()"
     " FROM claimed c"
-    " LEFT JOIN mpcpush.devices d ON d.wallet_id = c.wallet_id AND d.device_id = c.device_id"
     " CROSS JOIN LATERAL ("
     "  SELECT count(*) AS pending, max(m.id) AS latest_id, max(m.expires_at) AS last_expiry"
     "  FROM mpcpush.messages m WHERE m.wallet_id = c.wallet_id AND m.device_id = c.device_id"
@@ -46,11 +47,20 @@ static const char claim_sql[] =
 /* Applies a batch of outcomes, given as parallel arrays (parsed far faster than a JSON
  * document). Only a retry moves due_at: a delivery changes covered_id (which takes the row out
  * of pushes_due) and nothing else indexed. A dead token is invalidated only if the device still
- * has the token that was refused (it may have registered a new one meanwhile). */
+ * has the token that was refused. If the device has a new, active one (the push row's copy was
+ * older: a registration raced with the row's first write), the wakeup is retried at once with
+ * the new token, which the row's copy takes. */
 static const char record_sql[] =
-    "WITH r AS ("
-    "  SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[],"
-    "   $6::text[], $7::text[], $8::text[], $9::text[]) AS t(w, d, l, v, ms, o, e, n, t)),"
+    "WITH t AS MATERIALIZED ("
+    "  SELECT *, CASE WHEN v = 'token_dead' THEN ("
+    "    SELECT dv.fcm_token FROM mpcpush.devices dv WHERE dv.wallet_id = u.w"
+    "     AND dv.device_id = u.d AND dv.token_status = 'active' AND dv.fcm_token <> u.t)"
+    "   END AS new_token"
+    "  FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[],"
+    "   $6::text[], $7::text[], $8::text[], $9::text[]) AS u(w, d, l, v, ms, o, e, n, t)),"
+    " r AS ("
+    "  SELECT w, d, l, CASE WHEN new_token IS NULL THEN v ELSE 'retry' END AS v,"
+    "   CASE WHEN new_token IS NULL THEN ms ELSE 0 END AS ms, o, e, n, t, new_token FROM t),"
     " upd AS ("
     "  UPDATE mpcpush.pushes p SET"
     "   covered_id = CASE WHEN r.v = 'retry' THEN p.covered_id"
@@ -65,7 +75,11 @@ static const char record_sql[] =
     "   last_error = CASE WHEN r.v IN ('sent', 'skipped') THEN p.last_error"
     "    ELSE r.o || coalesce(': ' || r.e, '') END,"
     "   last_sent_at = CASE WHEN r.v = 'sent' THEN now() ELSE p.last_sent_at END,"
-    "   fcm_message_name = coalesce(r.n, p.fcm_message_name)"
+    "   fcm_message_name = coalesce(r.n, p.fcm_message_name),"
+    "   fcm_token = coalesce(r.new_token, p.fcm_token),"
+    "   platform = CASE WHEN r.new_token IS NULL THEN p.platform ELSE (SELECT dv.platform"
+    "    FROM mpcpush.devices dv WHERE dv.wallet_id = r.w AND dv.device_id = r.d) END,"
+    "   token_active = r.new_token IS NOT NULL OR p.token_active"
     "  FROM r WHERE p.wallet_id = r.w AND p.device_id = r.d AND p.lease_id = r.l"
     "  RETURNING p.wallet_id, p.device_id, r.v, r.o, r.t),"
     " dev AS ("

@@ -141,6 +141,39 @@ static void test_claim_cursor(void **state)
     expect_devices(rest, n, (const char *const[]){"d1", NULL});
 }
 
+/* A push row keeps a copy of its device's token, platform and token state, so that a claim
+ * need not look the device up: the copy is taken when the row is made and follows every change
+ * to the device, made through any path. */
+static void test_claim_token_copy(void **state)
+{
+    struct env *e = *state;
+    assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM mpcpush.pushes WHERE token_active"
+                                        " AND fcm_token = 'token-' || substr(device_id, 2)"
+                                        " AND platform = 'android'"),
+                     3);
+    th_sql_exec(e->db, "UPDATE mpcpush.devices SET fcm_token = 'token-x', platform = 'ios'"
+                       " WHERE device_id = 'd1';"
+                       "UPDATE mpcpush.devices SET token_status = 'invalid' WHERE device_id = 'd2';"
+                       "DELETE FROM mpcpush.devices WHERE device_id = 'd3'");
+    int n = 0;
+    struct mp_push *pushes = claim(e, 10, &n);
+    assert_int_equal(n, 3);
+    qsort(pushes, (size_t)n, sizeof(*pushes), by_device);
+    assert_string_equal(pushes[0].fcm_token, "token-x");
+    assert_string_equal(pushes[0].platform, "ios");
+    assert_true(pushes[0].token_active);
+    assert_string_equal(pushes[1].fcm_token, "token-2");
+    assert_false(pushes[1].token_active);
+    assert_null(pushes[2].fcm_token);
+    assert_false(pushes[2].token_active);
+    mp_pushes_free(pushes, n);
+    /* a device registered again is usable again */
+    th_sql_exec(e->db, "UPDATE mpcpush.devices SET token_status = 'active' WHERE device_id = 'd2'");
+    assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM mpcpush.pushes WHERE"
+                                        " device_id = 'd2' AND token_active"),
+                     1);
+}
+
 static void test_record_exact(void **state)
 {
     struct env *e = *state;
@@ -182,6 +215,9 @@ static void test_record_exact(void **state)
                            " device_id) WHERE device_id = 'd3'");
     assert_string_equal(row, "failed|invalid|UNREGISTERED");
     free(row);
+    assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM mpcpush.pushes"
+                                        " WHERE device_id = 'd3' AND NOT token_active"),
+                     1);
     /* the lastPushAt the API shows comes from the delivery */
     row = th_sql_text(e->db, "SELECT mpcpush.device_state('w', 'd1')->>'lastPushAt' IS NOT NULL");
     assert_string_equal(row, "t");
@@ -214,6 +250,12 @@ static void test_record_stale(void **state)
     assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM mpcpush.devices WHERE"
                                         " token_status = 'active'"),
                      3);
+    /* the wakeup refused for the old token is retried at once with the new one */
+    char *row = th_sql_text(e->db, "SELECT concat_ws('|', state, covered_id < wanted_id,"
+                                   " due_at <= now(), fcm_token, token_active)"
+                                   " FROM mpcpush.pushes WHERE device_id = 'd2'");
+    assert_string_equal(row, "retry|t|t|token-new|t");
+    free(row);
     assert_int_equal(mp_pushes_record(e->conn, out, 0), MP_OK); /* an empty batch is fine */
     mp_pushes_free(second, m);
     mp_pushes_free(first, n);
@@ -224,6 +266,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_claim_leases_and_hides, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_cursor, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claim_token_copy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_exact, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_stale, setup, teardown),
     };
