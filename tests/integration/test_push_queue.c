@@ -70,6 +70,14 @@ static struct mp_push *claim(struct env *e, int limit, int *n)
     return claim_after(e, limit, NULL, n);
 }
 
+/* Claims, in device order. */
+static struct mp_push *claim_sorted(struct env *e, int limit, int *n)
+{
+    struct mp_push *pushes = claim(e, limit, n);
+    qsort(pushes, (size_t)*n, sizeof(*pushes), by_device);
+    return pushes;
+}
+
 /* Checks which devices were claimed (devices sorted, NULL-terminated) and frees the claim. */
 static void expect_devices(struct mp_push *pushes, int n, const char *const *devices)
 {
@@ -86,9 +94,8 @@ static void test_claim_leases_and_hides(void **state)
 {
     struct env *e = *state;
     int n = 0, again = 0;
-    struct mp_push *pushes = claim(e, 10, &n);
+    struct mp_push *pushes = claim_sorted(e, 10, &n);
     assert_int_equal(n, 3);
-    qsort(pushes, (size_t)n, sizeof(*pushes), by_device);
     assert_string_equal(pushes[0].device_id, "d1");
     assert_string_equal(pushes[0].fcm_token, "token-1");
     assert_true(pushes[0].token_active);
@@ -156,9 +163,8 @@ static void test_claim_token_copy(void **state)
                        "UPDATE mpcpush.devices SET token_status = 'invalid' WHERE device_id = 'd2';"
                        "DELETE FROM mpcpush.devices WHERE device_id = 'd3'");
     int n = 0;
-    struct mp_push *pushes = claim(e, 10, &n);
+    struct mp_push *pushes = claim_sorted(e, 10, &n);
     assert_int_equal(n, 3);
-    qsort(pushes, (size_t)n, sizeof(*pushes), by_device);
     assert_string_equal(pushes[0].fcm_token, "token-x");
     assert_string_equal(pushes[0].platform, "ios");
     assert_true(pushes[0].token_active);
@@ -178,9 +184,8 @@ static void test_record_exact(void **state)
 {
     struct env *e = *state;
     int n = 0;
-    struct mp_push *pushes = claim(e, 10, &n);
+    struct mp_push *pushes = claim_sorted(e, 10, &n);
     assert_int_equal(n, 3);
-    qsort(pushes, (size_t)n, sizeof(*pushes), by_device);
     /* details with every character an array literal or JSON treats specially, and bytes
      * that are not UTF-8 */
     const char *detail = "q\"uote b\\ack {brace} a,b NULL \x01 caf\xc3\xa9 bad\xff";
@@ -231,8 +236,7 @@ static void test_record_stale(void **state)
 {
     struct env *e = *state;
     int n = 0, m = 0;
-    struct mp_push *first = claim(e, 10, &n);
-    qsort(first, (size_t)n, sizeof(*first), by_device);
+    struct mp_push *first = claim_sorted(e, 10, &n);
     th_sql_exec(e->db, "UPDATE mpcpush.pushes SET leased_until = now() - interval '1 second'"
                        " WHERE device_id = 'd1'");
     struct mp_push *second = claim(e, 10, &m);
