@@ -65,10 +65,3 @@ CREATE TRIGGER device_to_push AFTER INSERT OR DELETE OR UPDATE OF fcm_token, pla
 -- first time since the last checkpoint, logged whole). A wallet's events are still found
 -- through its messages (messages.event_id), or by scanning the inbox by time.
 DROP INDEX mpcpush.webhook_events_wallet;
-
--- 4. More room on each page of pushes. A claim is a HOT update only when the row's new version
--- fits on its page; the copy of the token made a row about twice as long, and at 70% a page of
--- new rows (claimed together: they are due together) had room for the new versions of fewer
--- than half of them, the rest moving to other pages with new index entries. Applies to pages
--- written from now on; VACUUM FULL mpcpush.pushes applies it to all.
-ALTER TABLE mpcpush.pushes SET (fillfactor = 50);
