@@ -38,6 +38,9 @@ struct mp_push_outcome {
     const char *name;    /* FCM message name on success, may be NULL */
 };
 
+/* Room for a due_at as PostgreSQL prints it ("2026-12-07 09:15:02.123456+00"), with margin. */
+#define MP_DUE_TEXT_MAX 48
+
 /* What to claim. The cursor makes a busy queue cheap to claim from: each claim starts at the
  * due_at where the previous one stopped, instead of walking again past every row that is
  * leased and still in flight (or dead and not yet pruned) at the head of the queue. Rows left
@@ -48,8 +51,8 @@ struct mp_claim {
     const char *owner;                 /* who holds the leases, for operators */
     int limit, lease_seconds;          /* how many rows at most, leased for how long */
     const char *wallet_id, *device_id; /* only this device's row (else both NULL) */
-    const char *after;                 /* the cursor: only rows due at or after it (NULL, "": all) */
-    char last_due[48];                 /* out: the due_at of the last row claimed ("" if none) */
+    const char *after;              /* the cursor: only rows due at or after it (NULL, "": all) */
+    char last_due[MP_DUE_TEXT_MAX]; /* out: the due_at of the last row claimed ("" if none) */
 };
 
 /* Claims due wakeups and leases them. The caller owns *out (mp_pushes_free). */

@@ -48,7 +48,7 @@ struct mp_dispatcher {
     /* The claim cursor (struct mp_claim), shared: claims take turns under cursor_lock, each
      * starting where the last one stopped, so none walks past the batches still in flight. */
     pthread_mutex_t cursor_lock;
-    char cursor[48]; /* "" = from the start of the queue */
+    char cursor[MP_DUE_TEXT_MAX]; /* "" = from the start of the queue */
     struct timespec cursor_reset_at;
 };
 

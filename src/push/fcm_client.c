@@ -211,14 +211,31 @@ static void network_result(struct mp_fcm_result *r, const char *why)
 
 /* An attempt of request i that got no HTTP answer: queued for the retry pass when allowed
  * (the result stands until the retry answers), else final. */
+/* A request's time and attempts over all its attempts: taken, with the attempt that started
+ * at started_ms, before that attempt's result overwrites the request's, put back after. */
+struct totals {
+    double seconds;
+    int attempts;
+};
+
+static struct totals totals_with(const struct mp_fcm_result *r, long long started_ms)
+{
+    return (struct totals){r->seconds + (double)(mp_push_now_ms() - started_ms) / 1000.0,
+                           r->attempts + 1};
+}
+
+static void keep_totals(struct mp_fcm_result *r, struct totals t)
+{
+    r->seconds = t.seconds;
+    r->attempts = t.attempts;
+}
+
 static void no_answer(struct pass *p, size_t i, long long started_ms, const char *why, bool retry)
 {
     struct mp_fcm_result *r = &p->results[i];
-    double seconds = r->seconds + (double)(mp_push_now_ms() - started_ms) / 1000.0;
-    int attempts = r->attempts + 1;
+    struct totals totals = totals_with(r, started_ms);
     network_result(r, why);
-    r->seconds = seconds;
-    r->attempts = attempts;
+    keep_totals(r, totals);
     if (retry && !p->last)
         p->failed[p->nfailed++] = i;
 }
@@ -239,12 +256,10 @@ static void on_stream_end(void *arg, struct fcm_xfer *x, const char *why)
         no_answer(p, x->index, x->started_ms, why ? why : "no answer", true);
     } else {
         struct mp_fcm_result *r = &p->results[x->index];
-        double seconds = r->seconds + (double)(mp_push_now_ms() - x->started_ms) / 1000.0;
-        int attempts = r->attempts + 1;
+        struct totals totals = totals_with(r, x->started_ms);
         mp_fcm_classify(x->status, x->resp.data, x->resp.len,
                         x->retry_after[0] ? x->retry_after : NULL, r);
-        r->seconds = seconds;
-        r->attempts = attempts;
+        keep_totals(r, totals);
     }
     release(p, x);
 }

@@ -127,7 +127,7 @@ static void test_claim_cursor(void **state)
     struct env *e = *state;
     th_sql_exec(e->db, "UPDATE mpcpush.pushes SET due_at = now() - interval '1 minute'"
                        " + make_interval(secs => substr(device_id, 2)::int)");
-    char cursor[sizeof(((struct mp_claim *)0)->last_due)] = "";
+    char cursor[MP_DUE_TEXT_MAX] = "";
     int n = 0;
     struct mp_push *first = claim_after(e, 2, cursor, &n);
     expect_devices(first, n, (const char *const[]){"d1", "d2", NULL});
