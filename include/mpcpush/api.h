@@ -3,6 +3,7 @@
 #define MPCPUSH_API_H
 
 #include <pthread.h>
+#include <stdint.h>
 
 #include "mpcpush/apikeys.h"
 #include "mpcpush/config.h"
@@ -28,6 +29,8 @@ struct mp_api {
     struct mp_ratelimit *per_address;   /* /v1 requests per client address */
     struct mp_ratelimit *per_key;       /* /v1 requests per API key */
     struct mp_ratelimit *auth_failures; /* failed key checks per client address */
+    pthread_mutex_t gauges_lock;        /* one scrape at a time refreshes the queue gauges */
+    int64_t gauges_refreshed_ms;        /* CLOCK_MONOTONIC ms of the last refresh; 0: never */
 };
 
 /* mp_http_options.precheck: routes, method, API key and content type, before the body. */

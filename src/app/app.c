@@ -217,6 +217,7 @@ static void stop_all(struct app *app)
     mp_fbverify_free(app->api.fbverify);
     if (app->roles & MP_ROLE_RECEIVER)
         pthread_rwlock_destroy(&app->api.fbverify_lock);
+    pthread_mutex_destroy(&app->api.gauges_lock);
     mp_metrics_free(app->metrics);
     PQfinish(app->chores);
 }
@@ -358,6 +359,7 @@ int mp_app_run(const struct mp_config *cfg, const char *config_file, unsigned ro
 
     if (check_schema(cfg) != MP_OK || mp_metrics_new(&app.metrics) != MP_OK)
         return 1;
+    pthread_mutex_init(&app.api.gauges_lock, NULL);
     enum mp_result result = MP_OK;
     if (roles & MP_ROLE_RECEIVER)
         result = start_receiver(&app);
