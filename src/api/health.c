@@ -36,7 +36,7 @@ void mp_api_readyz(struct mp_http_request *req, struct mp_api *api,
 #define GAUGE_TIMEOUT    "5s"
 
 static const char gauges_sql[] =
-    "SET LOCAL statement_timeout = '" GAUGE_TIMEOUT "'; SET LOCAL jit = off;"
+    "SET LOCAL statement_timeout = '" GAUGE_TIMEOUT "';"
     "SELECT coalesce(p.pending, 0), coalesce(extract(epoch FROM now() - m.received_at), 0),"
     " (SELECT count(*) FROM mpcpush.pushes WHERE wanted_id > covered_id AND due_at <= now())"
     " FROM (SELECT 1) one"

@@ -44,6 +44,21 @@ static int teardown(void **state)
     return 0;
 }
 
+/* Every daemon session runs in UTC, with a statement timeout, and without JIT (compiled anew at
+ * each execution of a statement estimated costly, as the ingest statement is on large tables). */
+static void test_session_settings(void **state)
+{
+    struct env *e = *state;
+    PGresult *res =
+        PQexec(e->conn, "SELECT current_setting('TimeZone'),"
+                        " current_setting('statement_timeout'), current_setting('jit')");
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    assert_string_equal(PQgetvalue(res, 0, 0), "UTC");
+    assert_string_equal(PQgetvalue(res, 0, 1), "30s");
+    assert_string_equal(PQgetvalue(res, 0, 2), "off");
+    PQclear(res);
+}
+
 static int by_device(const void *a, const void *b)
 {
     return strcmp(((const struct mp_push *)a)->device_id, ((const struct mp_push *)b)->device_id);
@@ -268,6 +283,7 @@ static void test_record_stale(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_session_settings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_leases_and_hides, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_cursor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_token_copy, setup, teardown),
