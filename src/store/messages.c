@@ -94,10 +94,11 @@ static const char *const prune_sql[] = {
     "DELETE FROM mpcpush.webhook_events WHERE ctid = ANY(ARRAY(SELECT ctid"
     " FROM mpcpush.webhook_events WHERE received_at < now() - make_interval(secs => $3)"
     " LIMIT $1))",
-    /* push rows owing nothing, of devices that no longer exist */
+    /* push rows owing nothing, of devices that no longer exist: those without a token copy
+     * (pushes_deviceless), the device's absence checked again */
     "DELETE FROM mpcpush.pushes p WHERE ctid = ANY(ARRAY(SELECT p2.ctid FROM mpcpush.pushes p2"
-    " WHERE p2.wanted_id <= p2.covered_id AND p2.lease_id IS NULL AND NOT EXISTS ("
-    "  SELECT 1 FROM mpcpush.devices d"
+    " WHERE p2.fcm_token IS NULL AND p2.wanted_id <= p2.covered_id AND p2.lease_id IS NULL"
+    " AND NOT EXISTS (SELECT 1 FROM mpcpush.devices d"
     "  WHERE d.wallet_id = p2.wallet_id AND d.device_id = p2.device_id) LIMIT $1))",
 };
 

@@ -1,6 +1,7 @@
 /* Pruning: acknowledged and expired messages past MPCPUSH_RETENTION_ACKED and inbox events past
- * MPCPUSH_RETENTION_EVENTS are deleted (in bounded batches), pending messages never are, and of
- * several processes on one database exactly one prunes, another taking over when it goes. */
+ * MPCPUSH_RETENTION_EVENTS are deleted (in bounded batches), pending messages never are, push
+ * rows of removed devices go once they owe nothing, and of several processes on one database
+ * exactly one prunes, another taking over when it goes. */
 #define _GNU_SOURCE
 #include "pickup_util.h"
 
@@ -106,6 +107,39 @@ static void test_prunes_acked_expired_and_old_events_keeps_pending(void **state)
         free(ids[i]);
     free(brief);
     free(kept_api);
+}
+
+/* A push row goes once its device is gone and it owes nothing and is not leased; the others
+ * stay: a device's own row, a row still owing a wakeup, a leased row. */
+static void test_prunes_push_rows_of_removed_devices(void **state)
+{
+    struct tx_env *e = *state;
+    th_sql_exec(e->db,
+                "INSERT INTO mpcpush.devices (wallet_id, device_id, platform, fcm_token)"
+                " SELECT 'w-pp', 'd' || k, 'android', 'token-' || k FROM generate_series(1, 4) k;"
+                "INSERT INTO mpcpush.pushes (wallet_id, device_id, wanted_id, covered_id, due_at)"
+                " SELECT 'w-pp', 'd' || k, 5, 5, now() FROM generate_series(1, 4) k;"
+                "INSERT INTO mpcpush.pushes (wallet_id, device_id, wanted_id, covered_id)"
+                " VALUES ('w-pp', 'never-registered', 3, 3);"
+                "UPDATE mpcpush.pushes SET wanted_id = 7, due_at = now() + interval '1 hour'"
+                " WHERE device_id = 'd3';"
+                "UPDATE mpcpush.pushes SET lease_id = 1, state = 'leased' WHERE device_id = 'd4';"
+                "DELETE FROM mpcpush.devices WHERE device_id IN ('d2', 'd3', 'd4')");
+    assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM mpcpush.pushes"
+                                        " WHERE fcm_token IS NULL"),
+                     4);
+    start_pruning(e, "3600", "3600");
+    long left = wait_zero(e->db,
+                          "SELECT count(*) FROM mpcpush.pushes"
+                          " WHERE device_id IN ('d2', 'never-registered')",
+                          8000);
+    if (left != 0)
+        fail_msg("%ld push rows of removed devices were not pruned (log %s)", left,
+                 e->proc.log_path);
+    char *kept = th_sql_text(e->db, "SELECT string_agg(device_id, ',' ORDER BY device_id)"
+                                    " FROM mpcpush.pushes");
+    assert_string_equal(kept, "d1,d3,d4");
+    free(kept);
 }
 
 /* Retention is a minimum age: recent acknowledged or expired rows stay until they are old. */
@@ -261,6 +295,7 @@ int main(void)
 #define T(f) cmocka_unit_test_setup_teardown(f, tx_setup_db, tx_teardown)
     const struct CMUnitTest tests[] = {
         T(test_prunes_acked_expired_and_old_events_keeps_pending),
+        T(test_prunes_push_rows_of_removed_devices),
         T(test_retention_window),
         T(test_prunes_beyond_one_batch),
         cmocka_unit_test_setup_teardown(test_one_pruner_among_two_receivers, tx_setup_db,
