@@ -1,8 +1,8 @@
 -- The ingest baseline: pgbench -M prepared -D devices=N -D payload=BYTES -f pgbench_ingest.sql
 -- One webhook per transaction, writing the rows the daemon's group commit writes for it: the
--- inbox event (SHA-256 dedupe key, raw body of the same size), the message (payload taken from
--- the body) and the push-state upsert (for the registered device, with its token, as the
--- daemon's ingest statement does).
+-- inbox event (the daemon's dedupe key, timestamp and SHA-256; a raw body of the same size),
+-- the message (payload taken from the body) and the push-state upsert (for the registered
+-- device, with its token, as the daemon's ingest statement does).
 \set k random(1, :devices)
 WITH v AS (
     SELECT 'w' || :k::bigint AS wallet_id, 'd' || :k::bigint AS device_id, :k::bigint AS k,
@@ -11,14 +11,14 @@ b AS (
     SELECT v.*,
            format('{"type":"NCW_DEVICE_MESSAGE","tenantId":"pgbench","timestamp":%s,'
                   '"walletId":"w%s","deviceId":"d%s","message":{"seq":%s,"data":"%s"}}',
-                  1764000000000 + s, k, k, s,
-                  substr(repeat(md5(s::text), payload / 32 + 1), 1, payload)) AS raw
-    FROM v),
+                  ts, k, k, s, substr(repeat(md5(s::text), payload / 32 + 1), 1, payload)) AS raw
+    FROM (SELECT v.*, 1764000000000 + s AS ts FROM v) v),
 ev AS (
     INSERT INTO mpcpush.webhook_events
         (dedupe_key, api_version, event_type, wallet_id, device_id, raw_body)
-    SELECT 'sha256:' || encode(sha256(convert_to(raw, 'UTF8')), 'hex'), 1, 'NCW_DEVICE_MESSAGE',
-           wallet_id, device_id, raw
+    SELECT 'v1:' || lpad(to_hex(ts), 16, '0') || ':'
+               || encode(sha256(convert_to(raw, 'UTF8')), 'hex'),
+           1, 'NCW_DEVICE_MESSAGE', wallet_id, device_id, raw
     FROM b
     ON CONFLICT (dedupe_key) DO NOTHING
     RETURNING id, wallet_id, device_id, raw_body),

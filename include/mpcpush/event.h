@@ -18,9 +18,15 @@ enum mp_event_route {
 };
 
 struct mp_event {
-    int api_version;          /* 1 or 2 */
-    char *event_type;         /* v1 "type", v2 "eventType" */
-    char *dedupe_key;         /* "v2:<id>" for v2, else "sha256:<64 lowercase hex of the body>" */
+    int api_version;  /* 1 or 2 */
+    char *event_type; /* v1 "type", v2 "eventType" */
+    /* The inbox's dedupe key. v2: "v2:<id>". v1: "v1:<timestamp>:<sha256>", the timestamp (ms)
+     * as 16 hex digits and the SHA-256 of the raw body as 64 (lowercase); "sha256:<sha256>"
+     * when the body has no timestamp. */
+    char *dedupe_key;
+    /* v1 with a timestamp: "sha256:<sha256>", the key schema 1 to 4 gave the same event (a
+     * redelivery of an event stored then is a duplicate under it); NULL otherwise. */
+    char *legacy_dedupe_key;
     char *wallet_id;          /* NULL when absent or not a valid id */
     char *device_id;          /* NULL when absent or not a valid id */
     char *physical_device_id; /* NULL when absent or not a valid id */

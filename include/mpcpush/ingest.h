@@ -21,6 +21,7 @@ struct mp_ingest_job {
     /* input, owned by the submitter and left untouched by the writer */
     enum mp_ingest_kind kind;
     const char *dedupe_key;   /* webhooks only */
+    const char *legacy_key;   /* webhooks: also a duplicate when stored under this key; or NULL */
     int api_version;          /* webhooks only */
     const char *event_type;   /* webhooks only */
     const char *raw_body;     /* the request body (stored for webhooks) */

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "api/api-int.h"
 #include "mpcpush/event.h"
@@ -21,6 +22,20 @@ static void event_free(void *arg)
 {
     mp_event_free(arg);
     free(arg);
+}
+
+/* Whether a v1 event may have been stored under its legacy key (struct mp_event) by an older
+ * version: only a redelivery can be, and a redelivery carries the event's original timestamp
+ * (Fireblocks retries after 10 s and more, resends by hand later), so only events older than
+ * FRESH_EVENT_MS pay for looking that key up too. */
+#define FRESH_EVENT_MS 5000
+
+static bool redelivery(const struct mp_event *event)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    return event->legacy_dedupe_key && event->occurred_at_ms < now_ms - FRESH_EVENT_MS;
 }
 
 /* Checks the signature and parses the event; answers and returns false on failure. */
@@ -93,6 +108,7 @@ static void submit(struct mp_http_request *req, struct mp_api *api)
     struct mp_ingest_job *job = &pending->job;
     job->kind = kind_of_route[event->route];
     job->dedupe_key = event->dedupe_key;
+    job->legacy_key = redelivery(event) ? event->legacy_dedupe_key : NULL;
     job->api_version = event->api_version;
     job->event_type = event->event_type;
     job->raw_body = mp_http_body(req, &len); /* the request outlives the job */

@@ -26,7 +26,9 @@
  * rows, in order). The result has, for each job in order, one row with its inbox id (NULL for a
  * duplicate or an API job) and no message id, then one row per message made for it (device,
  * id, expiry), by id. Message ids are drawn here so they can be mapped back to jobs. One
- * NOTIFY per batch (never per row) tells dispatchers and long-polls which devices have news. */
+ * NOTIFY per batch (never per row) tells dispatchers and long-polls which devices have news.
+ * An event given a legacy key (the key an older version stored it under) is a duplicate when
+ * that key is stored too. */
 static const char ingest_sql[] =
     "WITH serial AS MATERIALIZED (SELECT pg_advisory_xact_lock(7164627561)),"
     " input AS ("
@@ -35,13 +37,16 @@ static const char ingest_sql[] =
     "    'data', t.raw_body::jsonb -> 'data')"
     "   WHEN t.kind <> 0 THEN t.raw_body::jsonb #> t.payload_path::text[] END AS payload"
     "  FROM unnest($1::int[], $2::text[], $3::smallint[], $4::text[], $5::text[], $6::text[],"
-    "   $7::text[], $8::text[], $9::int[]) WITH ORDINALITY AS t(kind, dedupe_key, api_version,"
-    "   event_type, wallet_id, device_id, raw_body, payload_path, ttl, ord) CROSS JOIN serial),"
+    "   $7::text[], $8::text[], $9::int[], $10::text[]) WITH ORDINALITY AS t(kind, dedupe_key,"
+    "   api_version, event_type, wallet_id, device_id, raw_body, payload_path, ttl, legacy_key,"
+    "   ord) CROSS JOIN serial),"
     " events AS ("
     "  INSERT INTO mpcpush.webhook_events"
     "   (dedupe_key, api_version, event_type, wallet_id, device_id, raw_body)"
     "  SELECT dedupe_key, api_version, event_type, wallet_id, device_id, raw_body"
-    "  FROM input WHERE kind <= 2 ORDER BY ord"
+    "  FROM input i WHERE kind <= 2 AND (legacy_key IS NULL OR NOT EXISTS ("
+    "   SELECT 1 FROM mpcpush.webhook_events w WHERE w.dedupe_key = i.legacy_key))"
+    "  ORDER BY ord"
     "  ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key),"
     " fresh AS ("
     "  SELECT i.ord, i.kind, i.wallet_id, i.device_id, i.payload, i.ttl, e.id AS event_id"
@@ -106,6 +111,7 @@ enum column {
     COL_RAW_BODY,
     COL_PAYLOAD_PATH,
     COL_TTL,
+    COL_LEGACY_KEY,
     COLUMNS
 };
 
@@ -119,7 +125,7 @@ enum column {
 
 static const Oid column_type[COLUMNS] = {
     INT4_ARRAY_OID, TEXT_ARRAY_OID, INT2_ARRAY_OID, TEXT_ARRAY_OID, TEXT_ARRAY_OID,
-    TEXT_ARRAY_OID, TEXT_ARRAY_OID, TEXT_ARRAY_OID, INT4_ARRAY_OID,
+    TEXT_ARRAY_OID, TEXT_ARRAY_OID, TEXT_ARRAY_OID, INT4_ARRAY_OID, TEXT_ARRAY_OID,
 };
 
 /* The result's columns. */
@@ -246,7 +252,7 @@ static enum mp_result encode_batch(struct mp_ingest *ingest, struct mp_ingest_jo
 {
     struct pg_array *c = ingest->columns;
     static const Oid element[COLUMNS] = {INT4_OID, TEXT_OID, INT2_OID, TEXT_OID, TEXT_OID,
-                                         TEXT_OID, TEXT_OID, TEXT_OID, INT4_OID};
+                                         TEXT_OID, TEXT_OID, TEXT_OID, INT4_OID, TEXT_OID};
     for (int k = 0; k < COLUMNS; k++)
         array_start(&c[k], element[k], n);
     for (int i = 0; i < n; i++) {
@@ -260,6 +266,7 @@ static enum mp_result encode_batch(struct mp_ingest *ingest, struct mp_ingest_jo
         array_text(&c[COL_RAW_BODY], job->raw_body);
         array_text(&c[COL_PAYLOAD_PATH], job->payload_path);
         array_int4(&c[COL_TTL], job->ttl_seconds);
+        array_text(&c[COL_LEGACY_KEY], job->legacy_key);
     }
     for (int k = 0; k < COLUMNS; k++)
         if (c[k].result)

@@ -1,7 +1,8 @@
 /* The reference for fuzz_webhook: src/webhook/event.c as it was before the envelope was read
  * with a scanner (commit 929cffa), a jansson tree of the whole body, unchanged but for the
- * name of its entry point. fuzz_webhook checks that mp_event_parse agrees with it on every
- * input: the same bodies refused, the same event out of the others. */
+ * name of its entry point and the v1 dedupe keys of schema 5. fuzz_webhook checks that
+ * mp_event_parse agrees with it on every input: the same bodies refused, the same event out of the
+ * others. */
 #include "mpcpush/event.h"
 
 #include <jansson.h>
@@ -144,6 +145,14 @@ static enum mp_result envelope(json_t *root, const char *body, size_t len, struc
     }
     ev->event_type = strdup(json_string_value(type));
     ev->occurred_at_ms = millis(stamp);
+    if (ev->api_version == 1 && ev->occurred_at_ms > 0 && ev->dedupe_key) {
+        /* since schema 5: the time first, the old key kept aside */
+        ev->legacy_dedupe_key = ev->dedupe_key;
+        ev->dedupe_key = malloc(3 + 16 + 1 + 64 + 1);
+        if (ev->dedupe_key)
+            sprintf(ev->dedupe_key, "v1:%016llx:%s", (unsigned long long)ev->occurred_at_ms,
+                    ev->legacy_dedupe_key + 7);
+    }
     if (!ev->event_type || !ev->dedupe_key) {
         *why = "out of memory";
         return MP_ERR_NOMEM;

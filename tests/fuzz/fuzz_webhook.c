@@ -76,6 +76,7 @@ static void check_against_reference(const char *body, size_t len, enum mp_result
                  ev->occurred_at_ms == ref.occurred_at_ms);
         FZ_CHECK(same_text(ev->event_type, ref.event_type) &&
                  same_text(ev->dedupe_key, ref.dedupe_key) &&
+                 same_text(ev->legacy_dedupe_key, ref.legacy_dedupe_key) &&
                  same_text(ev->wallet_id, ref.wallet_id) &&
                  same_text(ev->device_id, ref.device_id) &&
                  same_text(ev->physical_device_id, ref.physical_device_id) &&
@@ -106,8 +107,16 @@ static void check_event(const char *body, size_t len)
         FZ_CHECK(strncmp(ev.dedupe_key, "v2:", 3) == 0 &&
                  mp_valid_id(ev.dedupe_key + 3, strlen(ev.dedupe_key + 3)));
     else
-        FZ_CHECK(strncmp(ev.dedupe_key, "sha256:", 7) == 0 && strlen(ev.dedupe_key) == 71 &&
-                 strspn(ev.dedupe_key + 7, "0123456789abcdef") == 64);
+        FZ_CHECK(ev.occurred_at_ms > 0
+                     ? strncmp(ev.dedupe_key, "v1:", 3) == 0 && strlen(ev.dedupe_key) == 84 &&
+                           strspn(ev.dedupe_key + 3, "0123456789abcdef") == 16 &&
+                           ev.dedupe_key[19] == ':' &&
+                           strspn(ev.dedupe_key + 20, "0123456789abcdef") == 64 &&
+                           ev.legacy_dedupe_key &&
+                           strcmp(ev.legacy_dedupe_key + 7, ev.dedupe_key + 20) == 0
+                     : strncmp(ev.dedupe_key, "sha256:", 7) == 0 && strlen(ev.dedupe_key) == 71 &&
+                           strspn(ev.dedupe_key + 7, "0123456789abcdef") == 64 &&
+                           !ev.legacy_dedupe_key);
     FZ_CHECK(valid_opt_id(ev.wallet_id) && valid_opt_id(ev.device_id) &&
              valid_opt_id(ev.physical_device_id));
     FZ_CHECK(ev.occurred_at_ms >= 0);

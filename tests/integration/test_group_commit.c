@@ -132,6 +132,45 @@ static void test_same_twice(void **state)
     free(body);
 }
 
+/* The inbox key of a v1 event, computed here in SQL: "v1:<timestamp, 16 hex digits>:<SHA-256 of
+ * the body>" (time first: new keys append to the unique index), and the key versions before
+ * schema 5 gave it, "sha256:<SHA-256>". A redelivery of an event stored under the old key is
+ * a duplicate. */
+static void test_dedupe_keys(void **state)
+{
+    struct tx_env *e = *state;
+    register_device(e, "gc", "dev-1");
+    char *old = device_message("gc", "dev-1", 1700000000), *lit = tx_lit(old);
+    tx_sql_execf(e->db,
+                 "INSERT INTO mpcpush.webhook_events (dedupe_key, api_version, event_type,"
+                 " raw_body) VALUES ('sha256:' || encode(sha256(convert_to(%s, 'UTF8')), 'hex'),"
+                 " 1, 'NCW_DEVICE_MESSAGE', %s)",
+                 lit, lit);
+    struct th_response r;
+    tx_webhook_v1(&r, e, old);
+    tx_assert_status(&r, 200);
+    tx_assert_json_eq(r.body, "{\"status\":\"duplicate\"}");
+    th_response_free(&r);
+    assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM mpcpush.webhook_events"), 1);
+    assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM mpcpush.messages"), 0);
+
+    char *fresh = device_message("gc", "dev-1", 1700000001), *fresh_lit = tx_lit(fresh);
+    tx_webhook_v1(&r, e, fresh);
+    tx_assert_status(&r, 200);
+    assert_string_equal(json_string_value(json_object_get(r.json, "status")), "stored");
+    th_response_free(&r);
+    assert_int_equal(tx_sql_longf(e->db,
+                                  "SELECT count(*) FROM mpcpush.webhook_events WHERE dedupe_key ="
+                                  " 'v1:' || lpad(to_hex(1700000001), 16, '0') || ':' ||"
+                                  " encode(sha256(convert_to(%s, 'UTF8')), 'hex')",
+                                  fresh_lit),
+                     1);
+    free(old);
+    free(lit);
+    free(fresh);
+    free(fresh_lit);
+}
+
 /* Posts the calls at once; all must be 200, exactly one "stored", and events_before + 1 rows. */
 static void check_race(const struct tx_env *e, struct tx_call *calls, int n, const char *what,
                        long events_before)
@@ -289,8 +328,13 @@ int main(void)
 #define T(f) cmocka_unit_test_setup_teardown(f, tx_setup, tx_teardown)
 #define D(f) cmocka_unit_test_setup_teardown(f, tx_setup_db, tx_teardown)
     const struct CMUnitTest tests[] = {
-        T(test_200_concurrent),   D(test_small_batches), T(test_same_twice),
-        T(test_same_body_racing), T(test_mixed_burst),   T(test_concurrent_api_messages),
+        T(test_200_concurrent),
+        D(test_small_batches),
+        T(test_same_twice),
+        T(test_dedupe_keys),
+        T(test_same_body_racing),
+        T(test_mixed_burst),
+        T(test_concurrent_api_messages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

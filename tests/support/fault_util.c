@@ -181,15 +181,17 @@ static size_t collect(char *ptr, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
-static void sha256_hex(const char *body, char *out)
+/* The inbox key of a v1 body whose timestamp is stamp: "v1:<stamp, 16 hex digits>:<SHA-256>",
+ * or "sha256:<SHA-256>" when stamp is 0 (no timestamp). */
+static void dedupe_key(const char *body, long long stamp, char *out)
 {
     unsigned char md[32];
     unsigned int len = 0;
     if (EVP_Digest(body, strlen(body), md, &len, EVP_sha256(), NULL) != 1 || len != 32)
         fail_msg("SHA-256 failed");
-    strcpy(out, "sha256:");
+    int n = stamp > 0 ? sprintf(out, "v1:%016llx:", stamp) : sprintf(out, "sha256:");
     for (int i = 0; i < 32; i++)
-        sprintf(out + 7 + 2 * i, "%02x", md[i]);
+        sprintf(out + n + 2 * i, "%02x", md[i]);
 }
 
 struct fu_load *fu_load_new(const char *base, int conns, int rate, const char *wallet,
@@ -234,7 +236,7 @@ static int new_hook(struct fu_load *l)
                  i, l->wallet, l->prefix, i % l->devices, l->serial_base, i) < 0)
         fail_msg("out of memory");
     h->sig = tx_hdr_v1(tx_keys()->v1a, h->body);
-    sha256_hex(h->body, h->dedupe);
+    dedupe_key(h->body, i, h->dedupe);
     h->first_status = -1;
     return i;
 }

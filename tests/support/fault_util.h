@@ -46,7 +46,7 @@ PGresult *fu_query(const char *url, const char *fmt, ...) __attribute__((format(
 struct fu_hook {
     char *body;
     char *sig;         /* "Fireblocks-Signature: ..." */
-    char dedupe[72];   /* "sha256:<hex>", the inbox dedupe key of a v1 event */
+    char dedupe[88];   /* the inbox dedupe key of the v1 event */
     long first_status; /* answer to the first attempt (0: no answer; -1: never tried) */
     long status;       /* answer to the last attempt */
     char code[48];     /* error.code of the last answer, "" when none */

@@ -59,7 +59,8 @@ static void test_device_message_ids_top_with_message(void **state)
     assert_string_equal(ev.physical_device_id, "p.1");
     assert_string_equal(ev.payload_path, "{message}");
     assert_int_equal(ev.occurred_at_ms, 1700000000123LL);
-    assert_int_equal(strncmp(ev.dedupe_key, "sha256:", 7), 0);
+    assert_int_equal(strncmp(ev.dedupe_key, "v1:0000018bcfe5687b:", 20), 0);
+    assert_int_equal(strlen(ev.dedupe_key), 20 + 64);
     mp_event_free(&ev);
 }
 
@@ -151,7 +152,7 @@ static void test_v2_iso_created_at(void **state)
     mp_event_free(&ev);
 }
 
-static void test_v1_dedupe_sha256(void **state)
+static void test_dedupe_keys(void **state)
 {
     /* expected values from `printf '%s' BODY | sha256sum` */
     const char *a = "{\"type\":\"NCW_CREATED\",\"tenantId\":\"t1\",\"timestamp\":1700000000000,"
@@ -161,15 +162,32 @@ static void test_v1_dedupe_sha256(void **state)
     struct mp_event ea, eb;
     parse_ok(a, &ea);
     parse_ok(b, &eb);
+    /* the timestamp (1700000000000 ms) in 16 hex digits, then the body's SHA-256 */
     assert_string_equal(ea.dedupe_key,
-                        "sha256:b973d43efe5254ac98d23d9fcbdcd4f64de040ed39c34846973b113003f37d8f");
+                        "v1:0000018bcfe56800:"
+                        "b973d43efe5254ac98d23d9fcbdcd4f64de040ed39c34846973b113003f37d8f");
     assert_string_equal(eb.dedupe_key,
-                        "sha256:3857756e443e25e11465db21f157b364f5f8c26dd6b1495adb64563cf8e6261d");
+                        "v1:0000018bcfe56800:"
+                        "3857756e443e25e11465db21f157b364f5f8c26dd6b1495adb64563cf8e6261d");
     assert_string_not_equal(ea.dedupe_key, eb.dedupe_key);
+    /* the key of versions before schema 5 */
+    assert_string_equal(ea.legacy_dedupe_key,
+                        "sha256:b973d43efe5254ac98d23d9fcbdcd4f64de040ed39c34846973b113003f37d8f");
     assert_string_equal(ea.event_type, eb.event_type);
     assert_string_equal(ea.wallet_id, "w1");
     mp_event_free(&ea);
     mp_event_free(&eb);
+    /* no timestamp: the SHA-256 alone, and no second key */
+    parse_ok("{\"type\":\"NCW_CREATED\",\"data\":{}}", &ea);
+    assert_int_equal(strncmp(ea.dedupe_key, "sha256:", 7), 0);
+    assert_int_equal(strlen(ea.dedupe_key), 7 + 64);
+    assert_null(ea.legacy_dedupe_key);
+    mp_event_free(&ea);
+    /* v2: the id */
+    parse_ok("{\"id\":\"e-1\",\"eventType\":\"x.y\",\"createdAt\":1700000000000,\"data\":{}}", &ea);
+    assert_string_equal(ea.dedupe_key, "v2:e-1");
+    assert_null(ea.legacy_dedupe_key);
+    mp_event_free(&ea);
 }
 
 /* ---- wakeups ---- */
@@ -445,7 +463,7 @@ int main(void)
         cmocka_unit_test(test_device_message_top_level_wins),
         cmocka_unit_test(test_v2_envelope_dedupe),
         cmocka_unit_test(test_v2_iso_created_at),
-        cmocka_unit_test(test_v1_dedupe_sha256),
+        cmocka_unit_test(test_dedupe_keys),
         cmocka_unit_test(test_tx_status_pending_signature_wakes),
         cmocka_unit_test(test_tx_status_other_is_inbox),
         cmocka_unit_test(test_wakeup_without_valid_wallet_is_inbox),
