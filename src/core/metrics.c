@@ -98,6 +98,8 @@ static void bump(struct family *f, const char *value, double n, bool set)
 {
     int i = 0;
     if (f->label) {
+        if (!value) /* a labelled family needs its label's value */
+            return;
         while (i < f->count && strcmp(f->values[i], value) != 0)
             i++;
         if (i == f->count) {
