@@ -55,6 +55,9 @@ struct mp_claim {
     char last_due[MP_DUE_TEXT_MAX]; /* out: the due_at of the last row claimed ("" if none) */
 };
 
+/* Sets up a dispatcher's connection for the statements below (see src/store/pushes.c). */
+enum mp_result mp_pushes_session(PGconn *conn) MP_MUSTCHECK;
+
 /* Claims due wakeups and leases them. The caller owns *out (mp_pushes_free). */
 enum mp_result mp_pushes_claim(PGconn *conn, struct mp_claim *claim, struct mp_push **out,
                                int *count) MP_MUSTCHECK;

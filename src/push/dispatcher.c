@@ -136,10 +136,7 @@ static void *listener_main(void *arg)
 
 /* ---- one batch ---- */
 
-/* The worker's connection. Its commits do not wait for the WAL flush: a claim or an outcome
- * lost in a database crash only means a wakeup is sent again (wakeups are idempotent nudges),
- * and not waiting for fsync takes a disk flush off every batch and off the end-to-end path.
- * Webhooks and API writes keep their durable commits on their own connections. */
+/* The worker's connection, set up for the push queue's statements (mp_pushes_session). */
 static enum mp_result ensure_conn(struct worker *w)
 {
     if (!mp_db_broken(w->conn))
@@ -148,7 +145,7 @@ static enum mp_result ensure_conn(struct worker *w)
     w->conn = NULL;
     enum mp_result result = mp_db_connect(w->d->cfg->database_url, "dispatch", &w->conn);
     if (!result)
-        result = mp_db_exec(w->conn, "SET synchronous_commit = off");
+        result = mp_pushes_session(w->conn);
     if (result) {
         PQfinish(w->conn);
         w->conn = NULL;

@@ -1,8 +1,9 @@
 /* The dispatcher end to end, black-box: real `mpcpush` processes, a real PostgreSQL and the FCM
  * emulator. A webhook or API message becomes exactly one data-only wakeup with the documented
  * fields; the OAuth token is reused; bursts are coalesced; two dispatchers on one database wake
- * every device once; acknowledged messages need no wakeup. Tests that only read use the shared
- * fixture emulator and look at their own tokens only; the others start their own. */
+ * every device once; acknowledged messages need no wakeup; a row the claim cursor has passed is
+ * still found. Tests that only read use the shared fixture emulator and look at their own
+ * tokens only; the others start their own. */
 #define _GNU_SOURCE
 #include "emulator_util.h"
 
@@ -390,6 +391,56 @@ static void test_ack_before_claim(void **state)
     free(z_last);
 }
 
+/* ---- 9. rows behind the claim cursor ---- */
+
+/* A dispatcher's claims start where the last one stopped (its cursor, a due_at), and go back to
+ * the start after a claim that came back short and at least every 250 ms. Here every claim is
+ * full (one row each, a backlog of 3,000 owed rows answered slowly), and the row owed before
+ * all of them becomes claimable only once the cursor is past it (its lease runs out after
+ * 1.5 s): it must still go out within about 250 ms of that, long before the backlog drains. */
+static void test_cursor_goes_back(void **state)
+{
+    struct eu_env *env = *state;
+    eu_start(&env->emu, NULL);
+    eu_faults(&env->emu, "[{\"token\":\"*\",\"error\":\"SLOW\",\"delayMs\":5}]", false);
+    char token[160];
+    eu_token(token, sizeof(token), "cursor", 0);
+    tx_sql_execf(env->t.db,
+                 "INSERT INTO mpcpush.devices (wallet_id, device_id, platform, fcm_token)"
+                 " SELECT 'w-cur', 'd' || k, 'android', '%s' || k FROM generate_series(0, 3000) k;"
+                 "INSERT INTO mpcpush.messages (wallet_id, device_id, source, payload, expires_at)"
+                 " SELECT 'w-cur', 'd' || k, 'api', '{}', now() + interval '1 hour'"
+                 " FROM generate_series(0, 3000) k;"
+                 "INSERT INTO mpcpush.pushes (wallet_id, device_id, wanted_id, due_at)"
+                 " SELECT wallet_id, device_id, id,"
+                 "  now() - interval '1 minute' + substr(device_id, 2)::int * interval '1 ms'"
+                 " FROM mpcpush.messages;"
+                 "UPDATE mpcpush.pushes SET state = 'leased', lease_id = 1, leased_by = 'gone',"
+                 " leased_until = now() + interval '1500 ms', due_at = now() - interval '2 minutes'"
+                 " WHERE device_id = 'd0'",
+                 token);
+    long long expires = eu_unix_ms() + 1500;
+    const char *extra[] = {"MPCPUSH_DISPATCH_BATCH=1", NULL};
+    eu_proc_start(&env->procs[0], "dispatcher", env->t.db, &env->emu, extra);
+    long sent = eu_wait_sql(env->t.db, 1, 6000,
+                            "SELECT count(*) FROM mpcpush.pushes WHERE device_id = 'd0'"
+                            " AND state = 'sent'");
+    long long late = eu_unix_ms() - expires;
+    long owed = th_sql_long(env->t.db, "SELECT count(*) FROM mpcpush.pushes"
+                                       " WHERE wanted_id > covered_id");
+    if (sent != 1)
+        fail_msg("the row behind the cursor was not sent within 6 s (%ld rows still owed)", owed);
+    printf("row behind the cursor sent %lld ms after its lease ran out; %ld rows still owed\n",
+           late, owed);
+    if (late > 1000)
+        fail_msg("the row behind the cursor went %lld ms after its lease ran out (want < 1 s)",
+                 late);
+    if (owed < 500)
+        fail_msg("only %ld rows were still owed: claims came back short, so this did not test"
+                 " the time-based return to the start",
+                 owed);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -401,6 +452,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_two_dispatchers_thousand_devices, eu_setup,
                                         eu_teardown),
         cmocka_unit_test_setup_teardown(test_ack_before_claim, eu_setup, eu_teardown),
+        cmocka_unit_test_setup_teardown(test_cursor_goes_back, eu_setup, eu_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

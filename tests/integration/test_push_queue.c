@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mpcpush/buf.h"
 #include "mpcpush/db.h"
 #include "mpcpush/pushes.h"
 
@@ -133,6 +134,44 @@ static void test_claim_leases_and_hides(void **state)
     assert_true(one[0].lease_id != pushes[1].lease_id);
     mp_pushes_free(one, again);
     mp_pushes_free(pushes, n);
+}
+
+/* A claim walks the index of owed rows in due order and stops at its limit, whatever the
+ * planner estimates: with its plan cached (generic) and rows falling due in an order unlike
+ * their order in the table, PostgreSQL preferred a bitmap scan of every owed row and a sort
+ * (a whole backlog read per claim) until the dispatcher's session ruled bitmap scans out. */
+static void test_claim_plan_walks_index(void **state)
+{
+    struct env *e = *state;
+    th_sql_exec(e->db,
+                "INSERT INTO mpcpush.devices (wallet_id, device_id, platform, fcm_token)"
+                " SELECT 'w', 'r' || k, 'android', 'token-r' || k FROM generate_series(1, 3000) k;"
+                "INSERT INTO mpcpush.messages (wallet_id, device_id, source, payload, expires_at)"
+                " SELECT 'w', 'r' || k, 'api', '{}', now() + interval '1 hour'"
+                " FROM generate_series(1, 3000) k;"
+                "INSERT INTO mpcpush.pushes (wallet_id, device_id, wanted_id, due_at)"
+                " SELECT wallet_id, device_id, id, now() - random() * interval '1 hour'"
+                " FROM mpcpush.messages WHERE device_id LIKE 'r%';"
+                "ANALYZE mpcpush.pushes");
+    assert_int_equal(mp_pushes_session(e->conn), MP_OK);
+    assert_int_equal(mp_db_exec(e->conn, "SET plan_cache_mode = force_generic_plan"), MP_OK);
+    int n = 0;
+    struct mp_push *pushes = claim(e, 10, &n);
+    assert_int_equal(n, 10);
+    mp_pushes_free(pushes, n);
+    PGresult *res = PQexec(e->conn, "EXPLAIN EXECUTE mpcpush_claim(10, 60, 'tester', 'project',"
+                                    " NULL, NULL, '-infinity')");
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    struct mp_buf plan;
+    mp_buf_init(&plan, 1 << 16);
+    for (int i = 0; i < PQntuples(res); i++) {
+        assert_int_equal(mp_buf_puts(&plan, PQgetvalue(res, i, 0)), MP_OK);
+        assert_int_equal(mp_buf_puts(&plan, "\n"), MP_OK);
+    }
+    PQclear(res);
+    if (strstr(plan.data, "Bitmap") || !strstr(plan.data, "Index Scan using pushes_due"))
+        fail_msg("the claim does not walk pushes_due in order:\n%s", plan.data);
+    mp_buf_free(&plan);
 }
 
 /* A claim from a cursor starts at the due_at where the last one stopped: a row due before it
@@ -286,6 +325,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_session_settings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_leases_and_hides, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_cursor, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claim_plan_walks_index, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_token_copy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_exact, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_stale, setup, teardown),
