@@ -1,7 +1,10 @@
 -- Scenario 2: exactly :count wakeups owed, one per device first .. first+count-1, each for one
 -- new pending message (what the ingest statement leaves behind, down to due_at: each row its
 -- own clock_timestamp()). Everything owed before is marked covered so that only these are
--- sent. -v first=K -v count=N
+-- sent. The devices fall due in random order, as messages arrive in service: unrelated to
+-- where their push rows sit in the table (in device order, the rows a claim takes were
+-- neighbours, the most favourable case, and it hid a plan that read the whole backlog per
+-- claim). -v first=K -v count=N
 \set ON_ERROR_STOP on
 -- The messages already there are as autovacuum leaves them in service (schema 5 has it follow a
 -- large table's inserts): visible to all, so counting a device's pending messages needs no
@@ -17,7 +20,7 @@ WITH m AS (
     FROM generate_series(:first::bigint, :first::bigint + :count - 1) k
     RETURNING wallet_id, device_id, id)
 INSERT INTO mpcpush.pushes AS p (wallet_id, device_id, wanted_id, due_at)
-SELECT wallet_id, device_id, id, clock_timestamp() FROM m
+SELECT wallet_id, device_id, id, clock_timestamp() FROM (SELECT * FROM m ORDER BY random()) r
 ON CONFLICT (wallet_id, device_id) DO UPDATE SET
     wanted_id = greatest(p.wanted_id, EXCLUDED.wanted_id), due_at = clock_timestamp(), state = 'ready',
     attempts = 0, lease_id = NULL, leased_until = NULL;
