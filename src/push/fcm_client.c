@@ -209,8 +209,6 @@ static void network_result(struct mp_fcm_result *r, const char *why)
     snprintf(r->detail, sizeof(r->detail), "%s", why);
 }
 
-/* An attempt of request i that got no HTTP answer: queued for the retry pass when allowed
- * (the result stands until the retry answers), else final. */
 /* A request's time and attempts over all its attempts: taken, with the attempt that started
  * at started_ms, before that attempt's result overwrites the request's, put back after. */
 struct totals {
@@ -230,6 +228,8 @@ static void keep_totals(struct mp_fcm_result *r, struct totals t)
     r->attempts = t.attempts;
 }
 
+/* An attempt of request i that got no HTTP answer: queued for the retry pass when allowed
+ * (the result stands until the retry answers), else final. */
 static void no_answer(struct pass *p, size_t i, long long started_ms, const char *why, bool retry)
 {
     struct mp_fcm_result *r = &p->results[i];

@@ -141,23 +141,24 @@ static bool sha256_hex(const char *body, size_t len, char hex[65])
  * append to the inbox's unique index instead of landing at random places in it: with ten
  * million events, each random insert wrote a page not yet written since the last checkpoint,
  * logged whole (8 kB of WAL per webhook). Sixteen hex digits hold any positive int64, so the
- * keys sort by time. */
-static void v1_keys(const char *body, size_t len, int64_t occurred_at_ms, struct mp_event *ev)
+ * keys sort by time. False when memory (or OpenSSL) failed. */
+static bool v1_keys(const char *body, size_t len, int64_t occurred_at_ms, struct mp_event *ev)
 {
     char hex[65];
-    if (!sha256_hex(body, len, hex))
-        return;
     size_t legacy_size = sizeof("sha256:") + 64, key_size = sizeof("v1::") + 16 + 64;
+    char *legacy = sha256_hex(body, len, hex) ? malloc(legacy_size) : NULL;
+    if (!legacy)
+        return false;
+    snprintf(legacy, legacy_size, "sha256:%s", hex);
     if (occurred_at_ms <= 0) {
-        if ((ev->dedupe_key = malloc(legacy_size)))
-            snprintf(ev->dedupe_key, legacy_size, "sha256:%s", hex);
-        return;
+        ev->dedupe_key = legacy;
+        return true;
     }
-    if ((ev->dedupe_key = malloc(key_size)))
-        snprintf(ev->dedupe_key, key_size, "v1:%016llx:%s", (unsigned long long)occurred_at_ms,
-                 hex);
-    if ((ev->legacy_dedupe_key = malloc(legacy_size)))
-        snprintf(ev->legacy_dedupe_key, legacy_size, "sha256:%s", hex);
+    ev->legacy_dedupe_key = legacy;
+    if (!(ev->dedupe_key = malloc(key_size)))
+        return false;
+    snprintf(ev->dedupe_key, key_size, "v1:%016llx:%s", (unsigned long long)occurred_at_ms, hex);
+    return true;
 }
 
 static char *prefixed(const char *prefix, const char *value)
@@ -238,10 +239,11 @@ static enum mp_result envelope(struct body *b, const char *body, size_t len, str
     }
     ev->event_type = type_text ? strdup(type_text) : NULL;
     ev->occurred_at_ms = millis(b, stamp);
-    if (ev->api_version == 1)
-        v1_keys(body, len, ev->occurred_at_ms, ev);
-    if (!ev->event_type || !ev->dedupe_key || b->nomem ||
-        (ev->api_version == 1 && ev->occurred_at_ms > 0 && !ev->legacy_dedupe_key)) {
+    if (ev->api_version == 1 && !v1_keys(body, len, ev->occurred_at_ms, ev)) {
+        *why = "out of memory";
+        return MP_ERR_NOMEM;
+    }
+    if (!ev->event_type || !ev->dedupe_key || b->nomem) {
         *why = "out of memory";
         return MP_ERR_NOMEM;
     }
