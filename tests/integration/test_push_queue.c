@@ -60,6 +60,21 @@ static void test_session_settings(void **state)
     PQclear(res);
 }
 
+/* Schema 5's upkeep: the pruner's index holds only push rows without a device (no token copy),
+ * and autovacuum follows messages after inserts of a hundredth of the table. */
+static void test_schema_upkeep(void **state)
+{
+    struct env *e = *state;
+    char *def = th_sql_text(e->db, "SELECT pg_get_indexdef('mpcpush.pushes_deviceless'::regclass)");
+    assert_non_null(strstr(def, "(wallet_id, device_id) WHERE (fcm_token IS NULL)"));
+    free(def);
+    assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM pg_class"
+                                        " WHERE oid = 'mpcpush.messages'::regclass AND"
+                                        " 'autovacuum_vacuum_insert_scale_factor=0.01'"
+                                        " = ANY(reloptions)"),
+                     1);
+}
+
 static int by_device(const void *a, const void *b)
 {
     return strcmp(((const struct mp_push *)a)->device_id, ((const struct mp_push *)b)->device_id);
@@ -323,6 +338,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_session_settings, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_upkeep, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_leases_and_hides, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_cursor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_plan_walks_index, setup, teardown),
