@@ -2,11 +2,12 @@
  * emulator. A webhook or API message becomes exactly one data-only wakeup with the documented
  * fields; the OAuth token is reused; bursts are coalesced; two dispatchers on one database wake
  * every device once; acknowledged messages need no wakeup; a row the claim cursor has passed is
- * still found. Tests that only read use the shared fixture emulator and look at their own
- * tokens only; the others start their own. */
+ * still found; every NOTIFY wakes a worker. Tests that only read use the shared fixture emulator
+ * and look at their own tokens only; the others start their own. */
 #define _GNU_SOURCE
 #include "emulator_util.h"
 
+#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -441,6 +442,82 @@ static void test_cursor_goes_back(void **state)
                  owed);
 }
 
+/* ---- 10. every NOTIFY wakes ---- */
+
+/* Waits (polling the push row every half millisecond on conn) until device d<i> of w-nap is
+ * sent; false after timeout_ms. */
+static bool nap_sent(PGconn *conn, int i, int timeout_ms)
+{
+    char sql[160];
+    snprintf(sql, sizeof(sql),
+             "SELECT 1 FROM mpcpush.pushes WHERE wallet_id = 'w-nap' AND device_id = 'd%d'"
+             " AND state = 'sent' AND covered_id >= wanted_id",
+             i);
+    for (long deadline = tx_now_ms() + timeout_ms; tx_now_ms() < deadline; usleep(500)) {
+        PGresult *res = PQexec(conn, sql);
+        bool sent = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+        PQclear(res);
+        if (sent)
+            return true;
+    }
+    return false;
+}
+
+/* Every NOTIFY wakes the dispatcher, whatever its worker is doing when it arrives. Polling is
+ * set to a minute, there is one worker, and 20,000 held rows make each claim take a while.
+ * 60 messages, each for its own device, are posted one
+ * at a time, each as soon as (give or take a millisecond) the previous one's wakeup is
+ * recorded: the worker is then starting the claim that will find nothing, and the new
+ * message's NOTIFY often arrives while that claim runs, after its snapshot. The nap after the
+ * empty claim must not swallow it (the worker reads the wake sequence before claiming): a
+ * swallowed NOTIFY leaves its device waiting for the poll, a minute. */
+static void test_every_notify_wakes(void **state)
+{
+    enum { N = 60 };
+    struct eu_env *env = *state;
+    eu_shared(&env->emu);
+    for (int i = 0; i < N; i++) {
+        char token[160];
+        eu_token(token, sizeof(token), "nap", i);
+        tx_sql_execf(env->t.db,
+                     "INSERT INTO mpcpush.devices (wallet_id, device_id, platform, fcm_token)"
+                     " VALUES ('w-nap', 'd%d', 'android', '%s')",
+                     i, token);
+    }
+    /* Rows another dispatcher holds, due long ago: every claim walks past them, which makes it
+     * last long enough (milliseconds) for NOTIFYs to land during it. */
+    tx_sql_execf(env->t.db,
+                 "INSERT INTO mpcpush.pushes (wallet_id, device_id, wanted_id, due_at, state,"
+                 " lease_id, leased_until)"
+                 " SELECT 'w-held', 'd' || k, 1, now() - interval '1 hour', 'leased', 1,"
+                 "  now() + interval '1 hour' FROM generate_series(1, 20000) k;"
+                 "ANALYZE mpcpush.pushes");
+    const char *extra[] = {"MPCPUSH_POLL_INTERVAL_MS=60000", "MPCPUSH_DISPATCH_WORKERS=1", NULL};
+    eu_start_mpcpush(&env->t, "run", &env->emu, extra);
+    PGconn *conn = PQconnectdb(env->t.db);
+    assert_int_equal(PQstatus(conn), CONNECTION_OK);
+    const char *headers[] = {env->t.auth, "Content-Type: application/json", NULL};
+    const char *body = "{\"payload\":{\"round\":1},\"ttlSeconds\":300}";
+    unsigned seed = (unsigned)getpid();
+    for (int i = 0; i < N; i++) {
+        char url[256];
+        snprintf(url, sizeof(url), "%s/v1/wallets/w-nap/devices/d%d/messages", env->t.proc.base, i);
+        struct th_response r;
+        th_http(&r, "POST", url, headers, body, strlen(body));
+        if (r.status != 201)
+            fail_msg("message %d: HTTP %ld %s", i, r.status, r.body);
+        th_response_free(&r);
+        if (!nap_sent(conn, i, 5000)) {
+            PQfinish(conn);
+            fail_msg("device %d of %d was not woken within 5 s of its message: with polling at"
+                     " a minute, its NOTIFY was missed",
+                     i, N);
+        }
+        usleep((useconds_t)(rand_r(&seed) % 1500));
+    }
+    PQfinish(conn);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -453,6 +530,7 @@ int main(void)
                                         eu_teardown),
         cmocka_unit_test_setup_teardown(test_ack_before_claim, eu_setup, eu_teardown),
         cmocka_unit_test_setup_teardown(test_cursor_goes_back, eu_setup, eu_teardown),
+        cmocka_unit_test_setup_teardown(test_every_notify_wakes, eu_setup, eu_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -113,8 +113,8 @@ void eu_stop(struct eu_emulator *e)
 
 /* ---- control plane ---- */
 
-static json_t *control(const struct eu_emulator *e, const char *method, const char *path,
-                       const char *body)
+json_t *eu_control(const struct eu_emulator *e, const char *method, const char *path,
+                   const char *body)
 {
     char url[512];
     snprintf(url, sizeof(url), "%s%s", e->ctl, path);
@@ -130,7 +130,7 @@ static json_t *control(const struct eu_emulator *e, const char *method, const ch
 
 json_t *eu_stats(const struct eu_emulator *e)
 {
-    json_t *stats = control(e, "GET", "/emulator/stats", NULL);
+    json_t *stats = eu_control(e, "GET", "/emulator/stats", NULL);
     if (!json_is_object(stats))
         fail_msg("GET /emulator/stats: not a JSON object");
     return stats;
@@ -160,13 +160,13 @@ long eu_errors(const struct eu_emulator *e, const char *error)
 
 void eu_faults(const struct eu_emulator *e, const char *rules_json, bool append)
 {
-    json_decref(
-        control(e, "POST", append ? "/emulator/faults?append=1" : "/emulator/faults", rules_json));
+    json_decref(eu_control(e, "POST", append ? "/emulator/faults?append=1" : "/emulator/faults",
+                           rules_json));
 }
 
 void eu_faults_clear(const struct eu_emulator *e)
 {
-    json_decref(control(e, "DELETE", "/emulator/faults", NULL));
+    json_decref(eu_control(e, "DELETE", "/emulator/faults", NULL));
 }
 
 /* ---- records ---- */

@@ -31,6 +31,10 @@ void eu_stop(struct eu_emulator *e);
 
 /* ---- control plane ---- */
 
+/* A control request (/emulator/...; body may be NULL); asserts 200, returns the JSON answer
+ * (decref; NULL when it is not JSON). */
+json_t *eu_control(const struct eu_emulator *e, const char *method, const char *path,
+                   const char *body);
 /* GET /emulator/stats (decref). */
 json_t *eu_stats(const struct eu_emulator *e);
 /* A top-level counter of the stats ("token_requests", "send_requests", "accepted", ...). */
