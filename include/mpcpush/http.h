@@ -41,8 +41,10 @@ enum mp_result mp_http_start(const struct mp_http_options *options,
 /* The port actually bound (useful with port 0). */
 int mp_http_port(const struct mp_http_server *server);
 
-/* Stops accepting, finishes what is in flight, frees. Accepts NULL. */
-void mp_http_stop(struct mp_http_server *server);
+/* Stops accepting, finishes what is in flight, frees. Requests still in flight after 5 s
+ * (suspended, waiting for work elsewhere) are given up on: abandon(arg) is called, which must
+ * make that work answer them soon (with an error). abandon may be NULL. Accepts NULL. */
+void mp_http_stop(struct mp_http_server *server, void (*abandon)(void *arg), void *arg);
 
 /* ---- the request ---- */
 const char *mp_http_method(const struct mp_http_request *req);

@@ -62,6 +62,11 @@ struct mp_ingest_stats {
 };
 void mp_ingest_stats(struct mp_ingest *ingest, struct mp_ingest_stats *out);
 
+/* For a shutdown that cannot wait any longer: cancels the statement being run (its jobs fail)
+ * and fails the queued jobs and any submitted later, all with MP_ERR_UNAVAILABLE. Nothing is
+ * answered as stored that was not committed. Accepts NULL. */
+void mp_ingest_abandon(struct mp_ingest *ingest);
+
 /* Finishes the queued jobs, stops the thread, frees. Accepts NULL. */
 void mp_ingest_stop(struct mp_ingest *ingest);
 

@@ -198,12 +198,19 @@ static enum mp_result start_metrics(struct app *app)
     return result ? result : mp_http_start(&options, &app->metrics_http);
 }
 
+static void abandon_ingest(void *ingest)
+{
+    mp_ingest_abandon(ingest);
+}
+
 static void stop_all(struct app *app)
 {
-    mp_http_stop(app->metrics_http);
+    mp_http_stop(app->metrics_http, NULL, NULL);
     app->metrics_http = NULL;
     mp_waiters_stop(app->api.waiters); /* long polls answer now */
-    mp_http_stop(app->http);           /* answers what is in flight, which needs the writer alive */
+    /* answers what is in flight, which needs the writer alive; a writer stuck on the database
+     * is given up on (its requests answer 503, and nothing uncommitted is called stored) */
+    mp_http_stop(app->http, abandon_ingest, app->api.ingest);
     app->http = NULL;
     mp_dispatcher_stop(app->dispatcher); /* finishes and records the batches in hand */
     app->dispatcher = NULL;

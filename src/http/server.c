@@ -596,7 +596,15 @@ int mp_http_port(const struct mp_http_server *server)
     return server->port;
 }
 
-void mp_http_stop(struct mp_http_server *server)
+/* Waits up to ms for the requests in flight to be answered; true when none is left. */
+static bool drained(struct mp_http_server *server, int ms)
+{
+    for (int waited = 0; waited < ms && atomic_load(&server->in_flight) > 0; waited += 50)
+        usleep(50000);
+    return atomic_load(&server->in_flight) == 0;
+}
+
+void mp_http_stop(struct mp_http_server *server, void (*abandon)(void *arg), void *arg)
 {
     if (!server)
         return;
@@ -604,11 +612,21 @@ void mp_http_stop(struct mp_http_server *server)
     MHD_socket listener = MHD_quiesce_daemon(server->daemon);
     if (listener != MHD_INVALID_SOCKET)
         close(listener);
-    for (int i = 0; i < 100 && atomic_load(&server->in_flight) > 0; i++)
-        usleep(50000);
+    bool done = drained(server, 5000);
+    if (!done && abandon) {
+        MP_WARN("http_stop_abandon", "in_flight=%d", atomic_load(&server->in_flight));
+        abandon(arg);
+        done = drained(server, 5000);
+    }
     atomic_store(&server->stopping, true);
     if (server->options.request_timeout > 0)
         pthread_join(server->sweeper, NULL);
+    if (!done) {
+        /* libmicrohttpd aborts the process when stopped with suspended connections; the
+         * process is exiting, so leave the daemon to the exit instead. */
+        MP_ERROR("http_stop_stuck", "in_flight=%d", atomic_load(&server->in_flight));
+        return;
+    }
     MHD_stop_daemon(server->daemon);
     pthread_mutex_destroy(&server->watch_lock);
     free(server);

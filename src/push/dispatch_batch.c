@@ -137,6 +137,8 @@ static long long quota_pause_ms(struct mp_dispatch_ctx *ctx, const struct mp_fcm
         }
     if (!any)
         return 0;
+    if (retry_after == 0) /* "now", while over quota: the pause would end before it began */
+        retry_after = 1;
     long long ms = (retry_after >= 0 ? retry_after : 60) * 1000LL;
     if (mp_pushes_pause(ctx->conn, ctx->project, "QUOTA_EXCEEDED", retry_after,
                         ctx->cfg->retry_max_seconds, &ms) != MP_OK)

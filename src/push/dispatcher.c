@@ -42,7 +42,8 @@ struct mp_dispatcher {
     pthread_t listener;
     bool listener_started;
     pthread_mutex_t lock;
-    pthread_cond_t wake;
+    pthread_cond_t wake;  /* naps that a NOTIFY ends (wake_workers) */
+    pthread_cond_t pause; /* naps that only a stop ends (after errors) */
     unsigned long wake_seq;
     atomic_bool stopping;
     /* The claim cursor (struct mp_claim), shared: claims take turns under cursor_lock, each
@@ -66,10 +67,12 @@ static void wake_workers(struct mp_dispatcher *d, bool all)
 {
     pthread_mutex_lock(&d->lock);
     d->wake_seq++;
-    if (all)
+    if (all) {
         pthread_cond_broadcast(&d->wake);
-    else
+        pthread_cond_broadcast(&d->pause);
+    } else {
         pthread_cond_signal(&d->wake);
+    }
     pthread_mutex_unlock(&d->lock);
 }
 
@@ -83,11 +86,13 @@ static unsigned long wake_seq(struct mp_dispatcher *d)
 
 /* Sleeps up to ms, or until the dispatcher stops, or (when notify) until a wakeup newer than
  * seen: a worker reads the sequence before its claim, so a NOTIFY that arrives between an
- * empty claim and the nap is not missed. */
+ * empty claim and the nap is not missed. The two kinds of nap wait on different conditions, so
+ * that the one worker a NOTIFY signals is one that waits for it. Deadlines are on the monotonic
+ * clock: a step of the wall clock neither stretches nor cuts a nap. */
 static void nap(struct mp_dispatcher *d, int ms, bool notify, unsigned long seen)
 {
     struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
+    clock_gettime(CLOCK_MONOTONIC, &until);
     until.tv_sec += ms / 1000;
     until.tv_nsec += (long)(ms % 1000) * 1000000L;
     if (until.tv_nsec >= 1000000000L) {
@@ -96,7 +101,7 @@ static void nap(struct mp_dispatcher *d, int ms, bool notify, unsigned long seen
     }
     pthread_mutex_lock(&d->lock);
     while (!atomic_load(&d->stopping) && (!notify || d->wake_seq == seen))
-        if (pthread_cond_timedwait(&d->wake, &d->lock, &until) != 0)
+        if (pthread_cond_timedwait(notify ? &d->wake : &d->pause, &d->lock, &until) != 0)
             break;
     pthread_mutex_unlock(&d->lock);
 }
@@ -111,6 +116,8 @@ static void *listener_main(void *arg)
             conn = NULL;
             if (mp_db_connect(d->cfg->database_url, "listen", &conn) != MP_OK ||
                 mp_db_exec(conn, "LISTEN mpcpush_messages") != MP_OK) {
+                PQfinish(conn); /* connected but not listening: start again */
+                conn = NULL;
                 nap(d, 1000, false, 0);
                 continue;
             }
@@ -319,7 +326,12 @@ enum mp_result mp_dispatcher_start(const struct mp_config *cfg, struct mp_metric
     d->cfg = cfg;
     d->metrics = metrics;
     pthread_mutex_init(&d->lock, NULL);
-    pthread_cond_init(&d->wake, NULL);
+    pthread_condattr_t monotonic;
+    pthread_condattr_init(&monotonic);
+    pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+    pthread_cond_init(&d->wake, &monotonic);
+    pthread_cond_init(&d->pause, &monotonic);
+    pthread_condattr_destroy(&monotonic);
     pthread_mutex_init(&d->cursor_lock, NULL);
     pthread_rwlock_init(&d->oauth_lock, NULL);
     enum mp_result result = load_google(d, errors);
@@ -353,6 +365,7 @@ void mp_dispatcher_stop(struct mp_dispatcher *d)
     pthread_mutex_destroy(&d->lock);
     pthread_mutex_destroy(&d->cursor_lock);
     pthread_cond_destroy(&d->wake);
+    pthread_cond_destroy(&d->pause);
     free(d);
 }
 

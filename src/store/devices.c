@@ -5,8 +5,12 @@
 
 #include "mpcpush/db.h"
 
-/* Upserts the device; when it gets an active token that differs from the one it had (or is
- * new) and has pending messages, its push row is made due now. */
+/* Upserts the device and writes its push row: the row takes the token, and when the device
+ * gets an active token that differs from the one it had (or is new), everything the row knows
+ * of is owed again, due now, so that the new token is woken for what is pending (a claim that
+ * finds nothing pending skips it). The push row is written even when nothing is pending: a
+ * message being stored meanwhile is not in this statement's snapshot, but its ingest writes the
+ * same row (src/store/ingest.c), so one of the two waits for the other and sees its work. */
 static const char put_sql[] =
     "WITH old AS ("
     "  SELECT fcm_token FROM mpcpush.devices WHERE wallet_id = $1 AND device_id = $2),"
@@ -24,20 +28,30 @@ static const char put_sql[] =
     "   token_invalidated_at = CASE WHEN d.fcm_token = EXCLUDED.fcm_token"
     "    THEN d.token_invalidated_at END"
     "  RETURNING (xmax = 0) AS created, token_status),"
+    " rearm AS ("
+    "  SELECT (SELECT token_status FROM up) = 'active'"
+    "   AND NOT EXISTS (SELECT 1 FROM old WHERE old.fcm_token = $5) AS fresh_token,"
+    "   coalesce(max(m.id), 0) AS pending_id"
+    "  FROM mpcpush.messages m WHERE m.wallet_id = $1 AND m.device_id = $2"
+    "   AND m.acked_at IS NULL AND m.expires_at > now()),"
     " wake AS ("
     "  INSERT INTO mpcpush.pushes AS p"
-    "   (wallet_id, device_id, wanted_id, fcm_token, platform, token_active)"
-    "  SELECT $1, $2, max(m.id), $5, $4, true FROM mpcpush.messages m"
-    "  WHERE m.wallet_id = $1 AND m.device_id = $2 AND m.acked_at IS NULL"
-    "   AND m.expires_at > now()"
-    "   AND (SELECT token_status FROM up) = 'active'"
-    "   AND NOT EXISTS (SELECT 1 FROM old WHERE old.fcm_token = $5)"
-    "  HAVING max(m.id) IS NOT NULL"
+    "   (wallet_id, device_id, wanted_id, covered_id, fcm_token, platform, token_active)"
+    "  SELECT $1, $2, pending_id, CASE WHEN fresh_token THEN 0 ELSE pending_id END, $5, $4,"
+    "   (SELECT token_status FROM up) = 'active' FROM rearm"
     "  ON CONFLICT (wallet_id, device_id) DO UPDATE SET"
-    "   wanted_id = greatest(p.wanted_id, EXCLUDED.wanted_id), covered_id = 0,"
-    "   due_at = clock_timestamp(), state = 'ready', attempts = 0, last_error = NULL"
+    "   fcm_token = EXCLUDED.fcm_token, platform = EXCLUDED.platform,"
+    "   token_active = EXCLUDED.token_active,"
+    "   wanted_id = greatest(p.wanted_id, EXCLUDED.wanted_id),"
+    "   covered_id = CASE WHEN (SELECT fresh_token FROM rearm)"
+    "    AND greatest(p.wanted_id, EXCLUDED.wanted_id) > 0 THEN 0 ELSE p.covered_id END,"
+    "   due_at = CASE WHEN (SELECT fresh_token FROM rearm) THEN clock_timestamp()"
+    "    ELSE p.due_at END,"
+    "   state = CASE WHEN (SELECT fresh_token FROM rearm) THEN 'ready' ELSE p.state END,"
+    "   attempts = CASE WHEN (SELECT fresh_token FROM rearm) THEN 0 ELSE p.attempts END,"
+    "   last_error = CASE WHEN (SELECT fresh_token FROM rearm) THEN NULL ELSE p.last_error END"
     "  RETURNING 1)"
-    " SELECT created, (SELECT count(*) FROM wake) > 0 FROM up";
+    " SELECT created FROM up";
 
 static const char delete_sql[] =
     "WITH gone AS ("

@@ -27,8 +27,13 @@
  * duplicate or an API job) and no message id, then one row per message made for it (device,
  * id, expiry), by id. Message ids are drawn here so they can be mapped back to jobs. One
  * NOTIFY per batch (never per row) tells dispatchers and long-polls which devices have news.
- * An event given a legacy key (the key an older version stored it under) is a duplicate when
- * that key is stored too. */
+ * Every device given a message gets its push row written, owed a wakeup if the device has an
+ * active token (the row's copy of it, which is current even where this statement's snapshot is
+ * not), else marked covered: nothing can wake it. A registration committing while the
+ * statement runs is not in its snapshot, and the message is not in the registration's, but
+ * both write the push row, so the second waits for the first and sees its work
+ * (src/store/devices.c). An event given a legacy key
+ * (the key an older version stored it under) is a duplicate when that key is stored too. */
 static const char ingest_sql[] =
     "WITH serial AS MATERIALIZED (SELECT pg_advisory_xact_lock(7164627561)),"
     " input AS ("
@@ -74,17 +79,24 @@ static const char ingest_sql[] =
     "  FROM targets),"
     " wake AS ("
     "  INSERT INTO mpcpush.pushes AS p"
-    "   (wallet_id, device_id, wanted_id, fcm_token, platform, token_active)"
-    "  SELECT dv.wallet_id, dv.device_id, max(t.id), dv.fcm_token, dv.platform, true"
+    "   (wallet_id, device_id, wanted_id, covered_id, fcm_token, platform, token_active)"
+    "  SELECT t.wallet_id, t.device_id, max(t.id),"
+    "   CASE WHEN dv.token_status = 'active' THEN 0 ELSE max(t.id) END,"
+    "   dv.fcm_token, dv.platform, coalesce(dv.token_status = 'active', false)"
     "  FROM targets t"
-    "  JOIN mpcpush.devices dv ON dv.wallet_id = t.wallet_id AND dv.device_id = t.device_id"
-    "   AND dv.token_status = 'active'"
-    "  GROUP BY dv.wallet_id, dv.device_id ORDER BY dv.wallet_id, dv.device_id"
+    "  LEFT JOIN mpcpush.devices dv ON dv.wallet_id = t.wallet_id AND dv.device_id = t.device_id"
+    "  GROUP BY t.wallet_id, t.device_id, dv.fcm_token, dv.platform, dv.token_status"
+    "  ORDER BY t.wallet_id, t.device_id"
     "  ON CONFLICT (wallet_id, device_id) DO UPDATE SET"
     "   wanted_id = greatest(p.wanted_id, EXCLUDED.wanted_id),"
-    "   due_at = CASE WHEN p.wanted_id > p.covered_id THEN p.due_at ELSE clock_timestamp() END,"
-    "   state = CASE WHEN p.wanted_id > p.covered_id THEN p.state ELSE 'ready' END,"
-    "   attempts = CASE WHEN p.wanted_id > p.covered_id THEN p.attempts ELSE 0 END"
+    "   covered_id = CASE WHEN p.token_active THEN p.covered_id"
+    "    ELSE greatest(p.covered_id, EXCLUDED.wanted_id) END,"
+    "   due_at = CASE WHEN p.wanted_id > p.covered_id OR NOT p.token_active THEN p.due_at"
+    "    ELSE clock_timestamp() END,"
+    "   state = CASE WHEN p.wanted_id > p.covered_id OR NOT p.token_active THEN p.state"
+    "    ELSE 'ready' END,"
+    "   attempts = CASE WHEN p.wanted_id > p.covered_id OR NOT p.token_active THEN p.attempts"
+    "    ELSE 0 END"
     "  RETURNING 1),"
     " notified AS ("
     "  SELECT pg_notify('mpcpush_messages',"
@@ -145,8 +157,9 @@ struct mp_ingest {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     struct mp_ingest_job *head, *tail;
-    bool stopping;
+    bool stopping, abandoned;
     PGconn *conn;
+    PGcancel *cancel;                       /* conn's, for mp_ingest_abandon (under lock) */
     struct mp_ingest_job **batch, **unique; /* batch_max each, used by the writer only */
     struct pg_array columns[COLUMNS];       /* the parameters of a batch (writer only) */
     struct mp_buf made;                     /* a job's messages_json while it is built */
@@ -168,12 +181,22 @@ static void finish(struct mp_ingest_job *job, enum mp_result result)
     job->done(job, job->done_arg);
 }
 
+/* Replaces the handle that cancels the writer's statement (NULL: none). */
+static void set_cancel(struct mp_ingest *ingest, PGcancel *cancel)
+{
+    pthread_mutex_lock(&ingest->lock);
+    PQfreeCancel(ingest->cancel);
+    ingest->cancel = cancel;
+    pthread_mutex_unlock(&ingest->lock);
+}
+
 /* Makes sure the writer has a working, prepared connection. */
 static enum mp_result ensure_connection(struct mp_ingest *ingest)
 {
     if (ingest->conn && !mp_db_broken(ingest->conn))
         return MP_OK;
     if (ingest->conn) {
+        set_cancel(ingest, NULL);
         PQfinish(ingest->conn);
         ingest->conn = NULL;
     }
@@ -193,6 +216,7 @@ static enum mp_result ensure_connection(struct mp_ingest *ingest)
         return result;
     }
     ingest->conn = conn;
+    set_cancel(ingest, PQgetCancel(conn));
     ingest->last_failure.tv_sec = 0;
     MP_INFO("db_connected", "role=ingest");
     return MP_OK;
@@ -494,7 +518,7 @@ void mp_ingest_submit(struct mp_ingest *ingest, struct mp_ingest_job *job)
     job->duplicate = false;
     job->event_id = 0;
     pthread_mutex_lock(&ingest->lock);
-    if (ingest->stopping) {
+    if (ingest->stopping || ingest->abandoned) {
         pthread_mutex_unlock(&ingest->lock);
         finish(job, MP_ERR_UNAVAILABLE);
         return;
@@ -521,6 +545,25 @@ void mp_ingest_stats(struct mp_ingest *ingest, struct mp_ingest_stats *out)
     out->messages = atomic_load(&ingest->messages);
 }
 
+void mp_ingest_abandon(struct mp_ingest *ingest)
+{
+    if (!ingest)
+        return;
+    pthread_mutex_lock(&ingest->lock);
+    ingest->abandoned = true;
+    struct mp_ingest_job *queued = ingest->head;
+    ingest->head = ingest->tail = NULL;
+    char error[256];
+    if (ingest->cancel && !PQcancel(ingest->cancel, error, sizeof(error)))
+        MP_WARN("ingest_cancel_failed", "error=\"%s\"", error);
+    pthread_mutex_unlock(&ingest->lock);
+    while (queued) {
+        struct mp_ingest_job *next = queued->next;
+        finish(queued, MP_ERR_UNAVAILABLE);
+        queued = next;
+    }
+}
+
 void mp_ingest_stop(struct mp_ingest *ingest)
 {
     if (!ingest)
@@ -530,6 +573,7 @@ void mp_ingest_stop(struct mp_ingest *ingest)
     pthread_cond_signal(&ingest->wake);
     pthread_mutex_unlock(&ingest->lock);
     pthread_join(ingest->thread, NULL);
+    PQfreeCancel(ingest->cancel);
     PQfinish(ingest->conn);
     pthread_mutex_destroy(&ingest->lock);
     pthread_cond_destroy(&ingest->wake);

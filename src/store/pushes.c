@@ -45,11 +45,15 @@ static const char claim_sql[] =
     "   AND m.acked_at IS NULL AND m.expires_at > now()) s";
 
 /* Applies a batch of outcomes, given as parallel arrays (parsed far faster than a JSON
- * document). Only a retry moves due_at: a delivery changes covered_id (which takes the row out
- * of pushes_due) and nothing else indexed. A dead token is invalidated only if the device still
- * has the token that was refused. If the device has a new, active one (the push row's copy was
- * older: a registration raced with the row's first write), the wakeup is retried at once with
- * the new token, which the row's copy takes. */
+ * document). The rows are locked first, in key order, as the ingest statement locks them:
+ * locked in any other order, a record and an ingest touching the same two devices could each
+ * wait for the other. Only a retry moves due_at: a delivery changes covered_id (which takes
+ * the row out of pushes_due) and nothing else indexed. An outcome is stale when the row's
+ * token is no longer the one the wakeup went to (the device registered a new token meanwhile):
+ * it covers nothing, and the row is due at once, for the new token. A dead token is
+ * invalidated only if the device still has the token that was refused. If the device has a
+ * new, active one (the push row's copy was older: a registration raced with the row's first
+ * write), the wakeup is retried at once with the new token, which the row's copy takes. */
 static const char record_sql[] =
     "WITH t AS MATERIALIZED ("
     "  SELECT *, CASE WHEN v = 'token_dead' THEN ("
@@ -61,18 +65,24 @@ static const char record_sql[] =
     " r AS ("
     "  SELECT w, d, l, CASE WHEN new_token IS NULL THEN v ELSE 'retry' END AS v,"
     "   CASE WHEN new_token IS NULL THEN ms ELSE 0 END AS ms, o, e, n, t, new_token FROM t),"
+    " locked AS MATERIALIZED ("
+    "  SELECT p.ctid AS tid, p.fcm_token IS DISTINCT FROM r.t AS stale, r.*"
+    "  FROM mpcpush.pushes p JOIN r ON p.wallet_id = r.w AND p.device_id = r.d"
+    "   AND p.lease_id = r.l"
+    "  ORDER BY p.wallet_id, p.device_id FOR UPDATE OF p),"
     " upd AS ("
     "  UPDATE mpcpush.pushes p SET"
-    "   covered_id = CASE WHEN r.v = 'retry' THEN p.covered_id"
+    "   covered_id = CASE WHEN r.v = 'retry' OR r.stale THEN p.covered_id"
     "    ELSE greatest(p.covered_id, p.claimed_id) END,"
-    "   state = CASE r.v WHEN 'retry' THEN 'retry' WHEN 'sent' THEN 'sent'"
-    "    WHEN 'skipped' THEN 'skipped' ELSE 'failed' END,"
-    "   due_at = CASE WHEN r.v = 'retry' THEN now() + make_interval(secs => r.ms / 1000.0)"
+    "   state = CASE WHEN r.stale THEN 'ready' ELSE CASE r.v WHEN 'retry' THEN 'retry'"
+    "    WHEN 'sent' THEN 'sent' WHEN 'skipped' THEN 'skipped' ELSE 'failed' END END,"
+    "   due_at = CASE WHEN r.stale THEN clock_timestamp()"
+    "    WHEN r.v = 'retry' THEN now() + make_interval(secs => r.ms / 1000.0)"
     "    ELSE p.due_at END,"
-    "   attempts = CASE r.v WHEN 'retry' THEN p.attempts + 1 WHEN 'sent' THEN 0"
-    "    ELSE p.attempts END,"
+    "   attempts = CASE WHEN r.stale THEN 0 ELSE CASE r.v WHEN 'retry' THEN p.attempts + 1"
+    "    WHEN 'sent' THEN 0 ELSE p.attempts END END,"
     "   lease_id = NULL, leased_by = NULL, leased_until = NULL,"
-    "   last_error = CASE WHEN r.v IN ('sent', 'skipped') THEN p.last_error"
+    "   last_error = CASE WHEN r.v IN ('sent', 'skipped') OR r.stale THEN p.last_error"
     "    ELSE r.o || coalesce(': ' || r.e, '') END,"
     "   last_sent_at = CASE WHEN r.v = 'sent' THEN now() ELSE p.last_sent_at END,"
     "   fcm_message_name = coalesce(r.n, p.fcm_message_name),"
@@ -80,13 +90,13 @@ static const char record_sql[] =
     "   platform = CASE WHEN r.new_token IS NULL THEN p.platform ELSE (SELECT dv.platform"
     "    FROM mpcpush.devices dv WHERE dv.wallet_id = r.w AND dv.device_id = r.d) END,"
     "   token_active = r.new_token IS NOT NULL OR p.token_active"
-    "  FROM r WHERE p.wallet_id = r.w AND p.device_id = r.d AND p.lease_id = r.l"
-    "  RETURNING p.wallet_id, p.device_id, r.v, r.o, r.t),"
+    "  FROM locked r WHERE p.ctid = r.tid"
+    "  RETURNING p.wallet_id, p.device_id, r.v, r.o, r.t, r.stale),"
     " dev AS ("
     "  UPDATE mpcpush.devices d SET token_status = 'invalid',"
     "   token_invalid_reason = upper(u.o), token_invalidated_at = now()"
     "  FROM upd u WHERE d.wallet_id = u.wallet_id AND d.device_id = u.device_id"
-    "   AND u.v = 'token_dead' AND d.fcm_token = u.t"
+    "   AND u.v = 'token_dead' AND NOT u.stale AND d.fcm_token = u.t"
     "  RETURNING 1)"
     " SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM dev)";
 
@@ -202,8 +212,7 @@ static enum mp_result add_outcome(struct mp_buf *cols, const struct mp_push_outc
         [COL_OUTCOME] = o->outcome,
         [COL_DETAIL] = o->detail && o->detail[0] ? o->detail : NULL,
         [COL_NAME] = o->name && o->name[0] ? o->name : NULL,
-        /* only a dead token is compared with the device's */
-        [COL_TOKEN] = o->verdict == MP_PUSH_TOKEN_DEAD ? p->fcm_token : NULL,
+        [COL_TOKEN] = p->fcm_token, /* the token the wakeup went to (NULL: none) */
     };
     enum mp_result result = MP_OK;
     for (int c = 0; !result && c < NCOLS; c++) {

@@ -2,10 +2,13 @@
  * Every webhook it answered 200 is in the database, exactly once, with its one message; nothing
  * unanswered is half-stored. Restarted, it serves again, and the webhooks that got no answer
  * (Fireblocks retries them) are all accepted, each stored once: those that had committed before
- * the kill come back as duplicates, not as second copies. */
+ * the kill come back as duplicates, not as second copies. And SIGTERM while the database stalls
+ * a write ends the process cleanly, answering that webhook 503. */
 #define _GNU_SOURCE
 #include "fault_util.h"
 
+#include <libpq-fe.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,11 +99,64 @@ static void test_sigkill_receiver_under_load(void **state)
     fu_load_free(l);
 }
 
+/* SIGTERM while a webhook waits on a stalled database (here: the ingest writers' lock, held by
+ * another session). The receiver gives in-flight requests 5 s, then gives up on the stuck
+ * write: the webhook is answered 503 (Fireblocks will resend it), the process exits 0, and
+ * nothing is stored for it. */
+static void *post_one(void *arg)
+{
+    tx_http_parallel(arg, 1);
+    return NULL;
+}
+
+static void test_sigterm_while_database_stalls(void **state)
+{
+    struct tx_env *e = *state;
+    tx_start(e, 0, NULL);
+    PGconn *holder = PQconnectdb(e->db);
+    assert_int_equal(PQstatus(holder), CONNECTION_OK);
+    PQclear(PQexec(holder, "BEGIN"));
+    PQclear(PQexec(holder, "SELECT pg_advisory_xact_lock(7164627561)"));
+    const char *body = "{\"type\":\"NCW_DEVICE_MESSAGE\",\"tenantId\":\"t\",\"timestamp\":1,"
+                       "\"walletId\":\"w-stall\",\"deviceId\":\"d\",\"message\":{\"n\":1}}";
+    char *sig = tx_hdr_v1(tx_keys()->v1a, body);
+    struct tx_call call = {.method = "POST", .body = body, .len = strlen(body)};
+    snprintf(call.url, sizeof(call.url), "%s/webhooks/fireblocks", e->proc.base);
+    call.headers[0] = "Content-Type: application/json";
+    call.headers[1] = sig;
+    pthread_t poster;
+    assert_int_equal(pthread_create(&poster, NULL, post_one, &call), 0);
+    long waiting = 0;
+    for (int i = 0; i < 500 && waiting == 0; i++, usleep(10000))
+        waiting = th_sql_long(e->db, "SELECT count(*) FROM pg_locks WHERE NOT granted"
+                                     " AND locktype = 'advisory'");
+    assert_int_equal(waiting, 1);
+    long t0 = tx_now_ms();
+    int status = th_proc_stop(&e->proc, SIGTERM);
+    e->running = false;
+    long took = tx_now_ms() - t0;
+    pthread_join(poster, NULL);
+    PQclear(PQexec(holder, "ROLLBACK"));
+    PQfinish(holder);
+    print_message("SIGTERM with a webhook stuck on the database: exit %d after %ld ms, the"
+                  " webhook answered %ld\n",
+                  status, took, call.status);
+    assert_int_equal(status, 0);
+    assert_int_equal(call.status, 503);
+    if (took > 15000) /* 5 s of grace, then the stuck write is cancelled */
+        fail_msg("the receiver took %ld ms to stop: it waited for the database", took);
+    assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM mpcpush.webhook_events"), 0);
+    tx_calls_free(&call, 1);
+    free(sig);
+}
+
 int main(void)
 {
     tx_keys();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_sigkill_receiver_under_load, tx_setup_db, tx_teardown),
+        cmocka_unit_test_setup_teardown(test_sigterm_while_database_stalls, tx_setup_db,
+                                        tx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -121,6 +121,28 @@ static void test_quota_retry_after_pauses_project(void **state)
     wait_push(env->t.db, "b", "state = 'sent'", 3000);
 }
 
+/* FCM over quota says Retry-After: 0 every time: the project still pauses (a second), instead
+ * of sending again at once, in a loop, for as long as the quota lasts. */
+static void test_quota_retry_after_zero(void **state)
+{
+    struct eu_env *env = *state;
+    start_own(env);
+    char tq[128];
+    eu_token(tq, sizeof(tq), "quota0", 0);
+    fault(env, tq, "QUOTA_EXCEEDED", -1, 0);
+    eu_register(&env->t, "w", "q", tq, "android");
+    free(pu_enqueue(&env->t, "w", "q", "{\"n\":1}", 0));
+    seen_errors(env, "QUOTA_EXCEEDED", 1, 10000);
+    usleep(3000000);
+    long sent = eu_stat(&env->emu, "send_requests");
+    printf("QUOTA_EXCEEDED with Retry-After: 0 for 3 s: %ld requests\n", sent);
+    if (sent > 5)
+        fail_msg("%ld requests in the 3 s after a QUOTA_EXCEEDED with Retry-After: 0 (one a"
+                 " second at most)",
+                 sent);
+    assert_true(eu_errors(&env->emu, "QUOTA_EXCEEDED") >= 2); /* it did try again */
+}
+
 static void test_quota_default_pause_capped(void **state)
 {
     struct eu_env *env = *state;
@@ -219,6 +241,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_quota_retry_after_pauses_project, eu_setup,
                                         eu_teardown),
         cmocka_unit_test_setup_teardown(test_quota_default_pause_capped, eu_setup, eu_teardown),
+        cmocka_unit_test_setup_teardown(test_quota_retry_after_zero, eu_setup, eu_teardown),
         cmocka_unit_test_setup_teardown(test_unavailable_backoff, eu_setup, eu_teardown),
         cmocka_unit_test_setup_teardown(test_internal_backoff, eu_setup, eu_teardown),
         cmocka_unit_test_setup_teardown(test_unavailable_retry_after_attempts, eu_setup,

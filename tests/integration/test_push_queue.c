@@ -3,14 +3,19 @@
  * details hold. The dispatcher tests cover the same statements end to end; these pin the
  * edges that FCM rarely produces. */
 #include "harness.h"
+#include "harness_extra.h"
 
 #include <libpq-fe.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mpcpush/buf.h"
 #include "mpcpush/db.h"
+#include "mpcpush/devices.h"
+#include "mpcpush/ingest.h"
 #include "mpcpush/pushes.h"
 
 struct env {
@@ -323,15 +328,237 @@ static void test_record_stale(void **state)
     assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM mpcpush.devices WHERE"
                                         " token_status = 'active'"),
                      3);
-    /* the wakeup refused for the old token is retried at once with the new one */
+    /* the wakeup refused for the old token is due at once, for the new one */
     char *row = th_sql_text(e->db, "SELECT concat_ws('|', state, covered_id < wanted_id,"
                                    " due_at <= now(), fcm_token, token_active)"
                                    " FROM mpcpush.pushes WHERE device_id = 'd2'");
-    assert_string_equal(row, "retry|t|t|token-new|t");
+    assert_string_equal(row, "ready|t|t|token-new|t");
     free(row);
     assert_int_equal(mp_pushes_record(e->conn, out, 0), MP_OK); /* an empty batch is fine */
     mp_pushes_free(second, m);
     mp_pushes_free(first, n);
+}
+
+/* A wakeup delivered to the old token while the device registered a new one covers nothing:
+ * the row stays owed, due at once, for the new token. */
+static void test_record_after_new_token(void **state)
+{
+    struct env *e = *state;
+    int n = 0;
+    struct mp_push *pushes = claim_sorted(e, 10, &n);
+    assert_int_equal(n, 3);
+    struct mp_device_input again = {
+        .wallet_id = "w", .device_id = "d1", .platform = "android", .fcm_token = "token-1-new"};
+    bool created = true;
+    assert_int_equal(mp_devices_put(e->conn, &again, &created), MP_OK);
+    assert_false(created);
+    struct mp_push_outcome out[2] = {
+        {.push = &pushes[0], .verdict = MP_PUSH_SENT, .outcome = "ok", .name = "m/1"},
+        {.push = &pushes[1], .verdict = MP_PUSH_SENT, .outcome = "ok", .name = "m/2"},
+    };
+    assert_int_equal(mp_pushes_record(e->conn, out, 2), MP_OK);
+    char *row = th_sql_text(e->db, "SELECT concat_ws('|', state, covered_id < wanted_id,"
+                                   " due_at <= now(), lease_id IS NULL, fcm_token)"
+                                   " FROM mpcpush.pushes WHERE device_id = 'd1'");
+    assert_string_equal(row, "ready|t|t|t|token-1-new");
+    free(row);
+    row = th_sql_text(e->db, "SELECT concat_ws('|', state, covered_id = wanted_id)"
+                             " FROM mpcpush.pushes WHERE device_id = 'd2'");
+    assert_string_equal(row, "sent|t");
+    free(row);
+    mp_pushes_free(pushes, n);
+}
+
+/* ---- records and ingests lock push rows in the same order ---- */
+
+struct recorder {
+    const char *db;
+    struct mp_push_outcome *out;
+    int n;
+    enum mp_result result;
+};
+
+static void *record_main(void *arg)
+{
+    struct recorder *r = arg;
+    PGconn *conn = NULL;
+    r->result = mp_db_connect(r->db, "test", &conn);
+    if (!r->result)
+        r->result = mp_pushes_record(conn, r->out, r->n);
+    PQfinish(conn);
+    return NULL;
+}
+
+/* Outcomes given in descending key order are applied in ascending order, as the ingest
+ * statement locks rows: while another transaction holds d2, the record has already locked d1
+ * (it waits on d2 with d1 in hand), never the reverse, which could deadlock with an ingest. */
+static void test_record_locks_in_key_order(void **state)
+{
+    struct env *e = *state;
+    /* the rows rewritten in descending key order: in the table, d1 is now last (a record
+     * that followed the table's order, or the order given, would lock d2 first) */
+    for (int k = 3; k >= 1; k--)
+        tx_sql_execf(e->db,
+                     "UPDATE mpcpush.pushes SET due_at = due_at - interval '1 minute'"
+                     " WHERE device_id = 'd%d'",
+                     k);
+    int n = 0;
+    struct mp_push *pushes = claim_sorted(e, 10, &n);
+    assert_int_equal(n, 3);
+    struct mp_push_outcome out[2] = {
+        {.push = &pushes[1], .verdict = MP_PUSH_SENT, .outcome = "ok"}, /* d2 */
+        {.push = &pushes[0], .verdict = MP_PUSH_SENT, .outcome = "ok"}, /* d1 */
+    };
+    PGconn *holder = PQconnectdb(e->db);
+    assert_int_equal(PQstatus(holder), CONNECTION_OK);
+    PQclear(PQexec(holder, "BEGIN"));
+    PGresult *res =
+        PQexec(holder, "SELECT 1 FROM mpcpush.pushes WHERE device_id = 'd2' FOR UPDATE");
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    PQclear(res);
+    struct recorder rec = {.db = e->db, .out = out, .n = 2};
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, record_main, &rec), 0);
+    long waiting = 0;
+    for (int i = 0; i < 200 && waiting == 0; i++, usleep(10000))
+        waiting = th_sql_long(e->db, "SELECT count(*) FROM pg_locks WHERE NOT granted"
+                                     " AND locktype = 'transactionid'");
+    assert_int_equal(waiting, 1);
+    res = PQexec(holder, "SELECT 1 FROM mpcpush.pushes WHERE device_id = 'd1' FOR UPDATE NOWAIT");
+    ExecStatusType status = PQresultStatus(res);
+    PQclear(res);
+    PQclear(PQexec(holder, "ROLLBACK"));
+    PQfinish(holder);
+    pthread_join(thread, NULL);
+    assert_int_equal(rec.result, MP_OK);
+    if (status != PGRES_FATAL_ERROR)
+        fail_msg("d1 was free while the record waited for d2: it locks in the order given");
+    assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM mpcpush.pushes"
+                                        " WHERE state = 'sent' AND covered_id = wanted_id"),
+                     2);
+    mp_pushes_free(pushes, n);
+}
+
+/* ---- a registration racing with the ingest of a message for the device ---- */
+
+struct job_wait {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+};
+
+static void job_done(struct mp_ingest_job *job, void *arg)
+{
+    (void)job;
+    struct job_wait *w = arg;
+    pthread_mutex_lock(&w->lock);
+    w->done = true;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* Submits a webhook with a message for w/d9 and returns without waiting. */
+static void submit_message(struct mp_ingest *ingest, struct mp_ingest_job *job, struct job_wait *w)
+{
+    memset(job, 0, sizeof(*job));
+    *job = (struct mp_ingest_job){.kind = MP_INGEST_EVENT_DEVICE,
+                                  .dedupe_key = "v2:race-1",
+                                  .api_version = 2,
+                                  .event_type = "NCW_DEVICE_MESSAGE",
+                                  .raw_body = "{\"message\":{\"round\":1}}",
+                                  .wallet_id = "w",
+                                  .device_id = "d9",
+                                  .payload_path = "{message}",
+                                  .ttl_seconds = 3600,
+                                  .done = job_done,
+                                  .done_arg = w};
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->cond, NULL);
+    w->done = false;
+    mp_ingest_submit(ingest, job);
+}
+
+static void wait_job(struct mp_ingest_job *job, struct job_wait *w)
+{
+    pthread_mutex_lock(&w->lock);
+    while (!w->done)
+        pthread_cond_wait(&w->cond, &w->lock);
+    pthread_mutex_unlock(&w->lock);
+    assert_int_equal(job->result, MP_OK);
+    free(job->messages_json);
+    pthread_mutex_destroy(&w->lock);
+    pthread_cond_destroy(&w->cond);
+}
+
+static void register_d9(PGconn *conn)
+{
+    struct mp_device_input in = {
+        .wallet_id = "w", .device_id = "d9", .platform = "android", .fcm_token = "token-9"};
+    bool created = false;
+    assert_int_equal(mp_devices_put(conn, &in, &created), MP_OK);
+    assert_true(created);
+}
+
+/* The message is owed a wakeup, for the device's token. */
+static void expect_d9_owed(const struct env *e)
+{
+    char *row = th_sql_text(e->db, "SELECT concat_ws('|', p.wanted_id = m.id, p.covered_id < m.id,"
+                                   " p.fcm_token, p.token_active)"
+                                   " FROM mpcpush.messages m LEFT JOIN mpcpush.pushes p"
+                                   " USING (wallet_id, device_id) WHERE m.device_id = 'd9'");
+    if (!row || strcmp(row, "t|t|token-9|t") != 0)
+        fail_msg("the message for the new device owes no wakeup: %s", row ? row : "(none)");
+    free(row);
+}
+
+/* The ingest statement takes its snapshot, then waits for the writers' lock; meanwhile the
+ * device registers (and sees no message). The ingest, which does not see the device, must
+ * still leave the message owed a wakeup. */
+static void test_registration_during_ingest(void **state)
+{
+    struct env *e = *state;
+    struct mp_ingest *ingest = NULL;
+    assert_int_equal(mp_ingest_start(e->db, 10, &ingest), MP_OK);
+    PGconn *holder = PQconnectdb(e->db);
+    assert_int_equal(PQstatus(holder), CONNECTION_OK);
+    PQclear(PQexec(holder, "BEGIN"));
+    PQclear(PQexec(holder, "SELECT pg_advisory_xact_lock(7164627561)"));
+    struct mp_ingest_job job;
+    struct job_wait w;
+    submit_message(ingest, &job, &w);
+    long waiting = 0;
+    for (int i = 0; i < 200 && waiting == 0; i++, usleep(10000))
+        waiting = th_sql_long(e->db, "SELECT count(*) FROM pg_locks WHERE NOT granted"
+                                     " AND locktype = 'advisory'");
+    assert_int_equal(waiting, 1);
+    register_d9(e->conn);
+    PQclear(PQexec(holder, "ROLLBACK"));
+    PQfinish(holder);
+    wait_job(&job, &w);
+    mp_ingest_stop(ingest);
+    expect_d9_owed(e);
+}
+
+/* The other order: the registration's transaction is open (its snapshot has no message) when
+ * the ingest runs (its snapshot has no device). */
+static void test_ingest_during_registration(void **state)
+{
+    struct env *e = *state;
+    struct mp_ingest *ingest = NULL;
+    assert_int_equal(mp_ingest_start(e->db, 10, &ingest), MP_OK);
+    PGconn *conn = NULL;
+    assert_int_equal(mp_db_connect(e->db, "test", &conn), MP_OK);
+    PQclear(PQexec(conn, "BEGIN"));
+    register_d9(conn);
+    struct mp_ingest_job job;
+    struct job_wait w;
+    submit_message(ingest, &job, &w);
+    usleep(300000); /* let the ingest statement start (it waits for the push row, or commits) */
+    PQclear(PQexec(conn, "COMMIT"));
+    PQfinish(conn);
+    wait_job(&job, &w);
+    mp_ingest_stop(ingest);
+    expect_d9_owed(e);
 }
 
 int main(void)
@@ -345,6 +572,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_claim_token_copy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_exact, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_stale, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_record_after_new_token, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_record_locks_in_key_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registration_during_ingest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_during_registration, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

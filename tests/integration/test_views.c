@@ -85,7 +85,7 @@ static void test_registered_device_queued(void **state)
 {
     struct tx_env *e = *state;
     pu_register(e, "w-v", "d");
-    assert_status_row(e->db, "w-v", "d", "android|...456789|active|-|0|none|-|-|no-next");
+    assert_status_row(e->db, "w-v", "d", "android|...456789|active|-|0|none|ready|0|no-next");
     char *a = pu_enqueue(e, "w-v", "d", "{\"mpc\":1}", 0);
     char *b = pu_enqueue(e, "w-v", "d", "{\"mpc\":2}", 600);
     assert_pending_row(e->db, a, "api|{\"mpc\": 1}|queued|0|-|never");
@@ -122,7 +122,7 @@ static void test_unregistered_device_no_device(void **state)
     char *id = th_sql_text(e->db, "SELECT message_id FROM mpcpush.pending_messages"
                                   " WHERE wallet_id = 'w-v' AND device_id = 'ghost'");
     assert_non_null(id);
-    assert_pending_row(e->db, id, "webhook|{\"mpc\": \"for nobody yet\"}|no_device|-|-|never");
+    assert_pending_row(e->db, id, "webhook|{\"mpc\": \"for nobody yet\"}|no_device|0|-|never");
     assert_int_equal(tx_sql_longf(e->db,
                                   "SELECT count(*) FROM mpcpush.pending_messages"
                                   " WHERE message_id = %s AND next_attempt_at IS NULL",
