@@ -68,7 +68,8 @@ enum mp_result mp_pushes_record(PGconn *conn, const struct mp_push_outcome *outc
 
 /* Pauses every dispatcher's sends for project: for retry_after seconds when given (>= 0),
  * else 60 s doubled for each quota error in a row (capped at max_seconds); an existing longer
- * pause stands. Returns what is left of the pause, in ms, through *ms (may be NULL). */
+ * pause stands. Quota errors met while a pause is on (batches sent before it began) do not
+ * count as more in a row. Returns what is left of the pause, in ms, through *ms (may be NULL). */
 enum mp_result mp_pushes_pause(PGconn *conn, const char *project, const char *reason,
                                int retry_after, int max_seconds, long long *ms) MP_MUSTCHECK;
 

@@ -105,11 +105,13 @@ static const char pause_sql[] =
     " VALUES ($1, now() + make_interval(secs => CASE WHEN $3::int >= 0 THEN $3::int"
     "  ELSE least($4::int, 60) END),"
     "  $2)"
-    " ON CONFLICT (project_id) DO UPDATE SET strikes = f.strikes + 1, reason = $2,"
+    " ON CONFLICT (project_id) DO UPDATE SET"
+    "  strikes = f.strikes + CASE WHEN f.paused_until <= now() THEN 1 ELSE 0 END, reason = $2,"
     "  updated_at = now(),"
     "  paused_until = greatest(f.paused_until, now() + make_interval(secs => CASE"
     "   WHEN $3::int >= 0 THEN $3::int"
-    "   ELSE least($4::int, 60 * power(2, least(f.strikes, 16)))::int END))"
+    "   ELSE least($4::int, 60 * power(2, least(f.strikes"
+    "    - CASE WHEN f.paused_until <= now() THEN 0 ELSE 1 END, 16)))::int END))"
     " RETURNING ceil(extract(epoch FROM paused_until - now()) * 1000)::bigint";
 
 static char *column(PGresult *res, int row, int col)

@@ -561,6 +561,24 @@ static void test_ingest_during_registration(void **state)
     expect_d9_owed(e);
 }
 
+/* Quota errors from batches already in flight when the project paused do not lengthen the
+ * pause: only a quota error after a pause has run out counts as one more in a row. */
+static void test_pause_strikes_once_per_pause(void **state)
+{
+    struct env *e = *state;
+    long long ms = 0;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(mp_pushes_pause(e->conn, "project", "QUOTA_EXCEEDED", -1, 600, &ms),
+                         MP_OK);
+    assert_in_range(ms, 59000, 60000);
+    assert_int_equal(th_sql_long(e->db, "SELECT strikes FROM mpcpush.fcm_pauses"), 1);
+    /* the pause ran out and the quota is still exceeded: twice as long */
+    th_sql_exec(e->db, "UPDATE mpcpush.fcm_pauses SET paused_until = now() - interval '1 s'");
+    assert_int_equal(mp_pushes_pause(e->conn, "project", "QUOTA_EXCEEDED", -1, 600, &ms), MP_OK);
+    assert_in_range(ms, 119000, 120000);
+    assert_int_equal(th_sql_long(e->db, "SELECT strikes FROM mpcpush.fcm_pauses"), 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -576,6 +594,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_record_locks_in_key_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registration_during_ingest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_during_registration, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pause_strikes_once_per_pause, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
