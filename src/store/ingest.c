@@ -382,11 +382,16 @@ static bool bad_input(const PGresult *res)
            strncmp(state, "54", 2) == 0;
 }
 
-/* Writes jobs[0..n) (no two with the same dedupe key) in one statement. On success every job
- * has its outcome in job->result; on failure nothing was written, the result says why and
- * *refused says whether the jobs' data was refused (see bad_input). */
-static enum mp_result write_batch(struct mp_ingest *ingest, struct mp_ingest_job **jobs, int n,
-                                  bool *refused)
+/* Whether a failed statement lost a deadlock (or a serialization conflict): written again, it
+ * goes through. */
+static bool lost_conflict(const PGresult *res)
+{
+    const char *state = mp_db_sqlstate(res);
+    return strcmp(state, "40P01") == 0 || strcmp(state, "40001") == 0;
+}
+
+static enum mp_result write_batch_once(struct mp_ingest *ingest, struct mp_ingest_job **jobs, int n,
+                                       bool *refused, bool *conflict)
 {
     *refused = false;
     enum mp_result result = encode_batch(ingest, jobs, n);
@@ -403,8 +408,10 @@ static enum mp_result write_batch(struct mp_ingest *ingest, struct mp_ingest_job
     }
     PGresult *res = PQexecPrepared(ingest->conn, "ingest", COLUMNS, values, lengths, formats, 0);
     result = mp_db_check(ingest->conn, res, "ingest");
-    if (result)
+    if (result) {
         *refused = bad_input(res);
+        *conflict = lost_conflict(res);
+    }
     size_t made = 0;
     int row = 0;
     for (int i = 0; !result && i < n; i++)
@@ -414,6 +421,24 @@ static enum mp_result write_batch(struct mp_ingest *ingest, struct mp_ingest_job
     PQclear(res);
     if (!result)
         atomic_fetch_add(&ingest->messages, made);
+    return result;
+}
+
+/* Writes jobs[0..n) (no two with the same dedupe key) in one statement, again when it loses a
+ * deadlock (a few times). On success every job has its outcome in job->result; on failure
+ * nothing was written, the result says why and *refused says whether the jobs' data was
+ * refused (see bad_input). */
+static enum mp_result write_batch(struct mp_ingest *ingest, struct mp_ingest_job **jobs, int n,
+                                  bool *refused)
+{
+    enum mp_result result = MP_OK;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        bool conflict = false;
+        result = write_batch_once(ingest, jobs, n, refused, &conflict);
+        if (!conflict)
+            break;
+        MP_WARN("ingest_conflict", "attempt=%d jobs=%d", attempt + 1, n);
+    }
     return result;
 }
 

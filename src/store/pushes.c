@@ -45,15 +45,17 @@ static const char claim_sql[] =
     "   AND m.acked_at IS NULL AND m.expires_at > now()) s";
 
 /* Applies a batch of outcomes, given as parallel arrays (parsed far faster than a JSON
- * document). The rows are locked first, in key order, as the ingest statement locks them:
- * locked in any other order, a record and an ingest touching the same two devices could each
- * wait for the other. Only a retry moves due_at: a delivery changes covered_id (which takes
- * the row out of pushes_due) and nothing else indexed. An outcome is stale when the row's
- * token is no longer the one the wakeup went to (the device registered a new token meanwhile):
- * it covers nothing, and the row is due at once, for the new token. A dead token is
- * invalidated only if the device still has the token that was refused. If the device has a
- * new, active one (the push row's copy was older: a registration raced with the row's first
- * write), the wakeup is retried at once with the new token, which the row's copy takes. */
+ * document), in key order: the rows are updated, and so locked, in the order the ingest
+ * statement locks them, which keeps the two from waiting for each other (with the nested loop
+ * over the sorted outcomes that PostgreSQL plans for a batch against a table of any size; a
+ * deadlock that still happens costs a retry, here by the dispatcher, there by the writer).
+ * Only a retry moves due_at: a delivery changes covered_id (which takes the row out of
+ * pushes_due) and nothing else indexed. An outcome is stale when the row's token is no longer
+ * the one the wakeup went to (the device registered a new token meanwhile): it covers nothing,
+ * and the row is due at once, for the new token. A dead token is invalidated only if the
+ * device still has the token that was refused. If the device has a new, active one (the push
+ * row's copy was older: a registration raced with the row's first write), the wakeup is
+ * retried at once with the new token, which the row's copy takes. */
 static const char record_sql[] =
     "WITH t AS MATERIALIZED ("
     "  SELECT *, CASE WHEN v = 'token_dead' THEN ("
@@ -61,37 +63,35 @@ static const char record_sql[] =
     "     AND dv.device_id = u.d AND dv.token_status = 'active' AND dv.fcm_token <> u.t)"
     "   END AS new_token"
     "  FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[],"
-    "   $6::text[], $7::text[], $8::text[], $9::text[]) AS u(w, d, l, v, ms, o, e, n, t)),"
+    "   $6::text[], $7::text[], $8::text[], $9::text[]) AS u(w, d, l, v, ms, o, e, n, t)"
+    "  ORDER BY w, d),"
     " r AS ("
     "  SELECT w, d, l, CASE WHEN new_token IS NULL THEN v ELSE 'retry' END AS v,"
     "   CASE WHEN new_token IS NULL THEN ms ELSE 0 END AS ms, o, e, n, t, new_token FROM t),"
-    " locked AS MATERIALIZED ("
-    "  SELECT p.ctid AS tid, p.fcm_token IS DISTINCT FROM r.t AS stale, r.*"
-    "  FROM mpcpush.pushes p JOIN r ON p.wallet_id = r.w AND p.device_id = r.d"
-    "   AND p.lease_id = r.l"
-    "  ORDER BY p.wallet_id, p.device_id FOR UPDATE OF p),"
     " upd AS ("
     "  UPDATE mpcpush.pushes p SET"
-    "   covered_id = CASE WHEN r.v = 'retry' OR r.stale THEN p.covered_id"
-    "    ELSE greatest(p.covered_id, p.claimed_id) END,"
-    "   state = CASE WHEN r.stale THEN 'ready' ELSE CASE r.v WHEN 'retry' THEN 'retry'"
-    "    WHEN 'sent' THEN 'sent' WHEN 'skipped' THEN 'skipped' ELSE 'failed' END END,"
-    "   due_at = CASE WHEN r.stale THEN clock_timestamp()"
+    "   covered_id = CASE WHEN r.v = 'retry' OR p.fcm_token IS DISTINCT FROM r.t"
+    "    THEN p.covered_id ELSE greatest(p.covered_id, p.claimed_id) END,"
+    "   state = CASE WHEN p.fcm_token IS DISTINCT FROM r.t THEN 'ready' ELSE CASE r.v"
+    "    WHEN 'retry' THEN 'retry' WHEN 'sent' THEN 'sent' WHEN 'skipped' THEN 'skipped'"
+    "    ELSE 'failed' END END,"
+    "   due_at = CASE WHEN p.fcm_token IS DISTINCT FROM r.t THEN clock_timestamp()"
     "    WHEN r.v = 'retry' THEN now() + make_interval(secs => r.ms / 1000.0)"
     "    ELSE p.due_at END,"
-    "   attempts = CASE WHEN r.stale THEN 0 ELSE CASE r.v WHEN 'retry' THEN p.attempts + 1"
-    "    WHEN 'sent' THEN 0 ELSE p.attempts END END,"
+    "   attempts = CASE WHEN p.fcm_token IS DISTINCT FROM r.t THEN 0 ELSE CASE r.v"
+    "    WHEN 'retry' THEN p.attempts + 1 WHEN 'sent' THEN 0 ELSE p.attempts END END,"
     "   lease_id = NULL, leased_by = NULL, leased_until = NULL,"
-    "   last_error = CASE WHEN r.v IN ('sent', 'skipped') OR r.stale THEN p.last_error"
-    "    ELSE r.o || coalesce(': ' || r.e, '') END,"
+    "   last_error = CASE WHEN r.v IN ('sent', 'skipped') OR p.fcm_token IS DISTINCT FROM r.t"
+    "    THEN p.last_error ELSE r.o || coalesce(': ' || r.e, '') END,"
     "   last_sent_at = CASE WHEN r.v = 'sent' THEN now() ELSE p.last_sent_at END,"
     "   fcm_message_name = coalesce(r.n, p.fcm_message_name),"
     "   fcm_token = coalesce(r.new_token, p.fcm_token),"
     "   platform = CASE WHEN r.new_token IS NULL THEN p.platform ELSE (SELECT dv.platform"
     "    FROM mpcpush.devices dv WHERE dv.wallet_id = r.w AND dv.device_id = r.d) END,"
     "   token_active = r.new_token IS NOT NULL OR p.token_active"
-    "  FROM locked r WHERE p.ctid = r.tid"
-    "  RETURNING p.wallet_id, p.device_id, r.v, r.o, r.t, r.stale),"
+    "  FROM r WHERE p.wallet_id = r.w AND p.device_id = r.d AND p.lease_id = r.l"
+    "  RETURNING p.wallet_id, p.device_id, r.v, r.o, r.t,"
+    "   r.new_token IS NULL AND p.fcm_token IS DISTINCT FROM r.t AS stale),"
     " dev AS ("
     "  UPDATE mpcpush.devices d SET token_status = 'invalid',"
     "   token_invalid_reason = upper(u.o), token_invalidated_at = now()"

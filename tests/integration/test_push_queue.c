@@ -390,11 +390,16 @@ static void *record_main(void *arg)
 }
 
 /* Outcomes given in descending key order are applied in ascending order, as the ingest
- * statement locks rows: while another transaction holds d2, the record has already locked d1
- * (it waits on d2 with d1 in hand), never the reverse, which could deadlock with an ingest. */
+ * statement locks rows: while another transaction holds d2, the record has already updated d1
+ * (it waits on d2 with d1 in hand), never the reverse. This pins the plan (a nested loop over
+ * the sorted outcomes) for a table of some thousands of rows; a deadlock that remains on other
+ * plans is retried (test_ingest_retries_lost_deadlock). */
 static void test_record_locks_in_key_order(void **state)
 {
     struct env *e = *state;
+    th_sql_exec(e->db, "INSERT INTO mpcpush.pushes (wallet_id, device_id, wanted_id, covered_id)"
+                       " SELECT 'filler', 'f' || k, 1, 1 FROM generate_series(1, 5000) k;"
+                       "ANALYZE mpcpush.pushes");
     /* the rows rewritten in descending key order: in the table, d1 is now last (a record
      * that followed the table's order, or the order given, would lock d2 first) */
     for (int k = 3; k >= 1; k--)
@@ -561,6 +566,53 @@ static void test_ingest_during_registration(void **state)
     expect_d9_owed(e);
 }
 
+/* The ingest statement loses a deadlock (another transaction holds d2, then asks for d1, which
+ * a wallet-wide event's ingest holds while it waits for d2): the writer writes the batch again
+ * and the event is stored, instead of answering 503. */
+static void test_ingest_retries_lost_deadlock(void **state)
+{
+    struct env *e = *state;
+    struct mp_ingest *ingest = NULL;
+    assert_int_equal(mp_ingest_start(e->db, 10, &ingest), MP_OK);
+    PGconn *other = PQconnectdb(e->db);
+    assert_int_equal(PQstatus(other), CONNECTION_OK);
+    PQclear(PQexec(other, "SET deadlock_timeout = '20s'")); /* the ingest detects it first */
+    PQclear(PQexec(other, "BEGIN"));
+    PGresult *res = PQexec(other, "SELECT 1 FROM mpcpush.pushes WHERE device_id = 'd2' FOR UPDATE");
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    PQclear(res);
+    struct mp_ingest_job job = {.kind = MP_INGEST_EVENT_WALLET,
+                                .dedupe_key = "v2:deadlock-1",
+                                .api_version = 2,
+                                .event_type = "NCW_EVENT",
+                                .raw_body = "{\"data\":{\"n\":1}}",
+                                .wallet_id = "w",
+                                .ttl_seconds = 3600,
+                                .done = job_done};
+    struct job_wait w;
+    job.done_arg = &w;
+    pthread_mutex_init(&w.lock, NULL);
+    pthread_cond_init(&w.cond, NULL);
+    w.done = false;
+    mp_ingest_submit(ingest, &job);
+    long waiting = 0;
+    for (int i = 0; i < 300 && waiting == 0; i++, usleep(10000))
+        waiting = th_sql_long(e->db, "SELECT count(*) FROM pg_locks WHERE NOT granted"
+                                     " AND locktype = 'transactionid'");
+    assert_int_equal(waiting, 1);
+    res = PQexec(other, "SELECT 1 FROM mpcpush.pushes WHERE device_id = 'd1' FOR UPDATE");
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK); /* the ingest gave way */
+    PQclear(res);
+    PQclear(PQexec(other, "ROLLBACK"));
+    PQfinish(other);
+    wait_job(&job, &w);
+    mp_ingest_stop(ingest);
+    assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM mpcpush.messages m JOIN"
+                                        " mpcpush.webhook_events v ON v.id = m.event_id"
+                                        " WHERE v.dedupe_key = 'v2:deadlock-1'"),
+                     3);
+}
+
 /* Quota errors from batches already in flight when the project paused do not lengthen the
  * pause: only a quota error after a pause has run out counts as one more in a row. */
 static void test_pause_strikes_once_per_pause(void **state)
@@ -594,6 +646,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_record_locks_in_key_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registration_during_ingest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_during_registration, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_retries_lost_deadlock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pause_strikes_once_per_pause, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
