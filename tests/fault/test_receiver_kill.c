@@ -126,11 +126,7 @@ static void test_sigterm_while_database_stalls(void **state)
     call.headers[1] = sig;
     pthread_t poster;
     assert_int_equal(pthread_create(&poster, NULL, post_one, &call), 0);
-    long waiting = 0;
-    for (int i = 0; i < 500 && waiting == 0; i++, usleep(10000))
-        waiting = th_sql_long(e->db, "SELECT count(*) FROM pg_locks WHERE NOT granted"
-                                     " AND locktype = 'advisory'");
-    assert_int_equal(waiting, 1);
+    tx_wait_lock_waiter(e->db, "advisory");
     long t0 = tx_now_ms();
     int status = th_proc_stop(&e->proc, SIGTERM);
     e->running = false;

@@ -424,11 +424,7 @@ static void test_record_locks_in_key_order(void **state)
     struct recorder rec = {.db = e->db, .out = out, .n = 2};
     pthread_t thread;
     assert_int_equal(pthread_create(&thread, NULL, record_main, &rec), 0);
-    long waiting = 0;
-    for (int i = 0; i < 200 && waiting == 0; i++, usleep(10000))
-        waiting = th_sql_long(e->db, "SELECT count(*) FROM pg_locks WHERE NOT granted"
-                                     " AND locktype = 'transactionid'");
-    assert_int_equal(waiting, 1);
+    tx_wait_lock_waiter(e->db, "transactionid");
     res = PQexec(holder, "SELECT 1 FROM mpcpush.pushes WHERE device_id = 'd1' FOR UPDATE NOWAIT");
     ExecStatusType status = PQresultStatus(res);
     PQclear(res);
@@ -531,11 +527,7 @@ static void test_registration_during_ingest(void **state)
     struct mp_ingest_job job;
     struct job_wait w;
     submit_message(ingest, &job, &w);
-    long waiting = 0;
-    for (int i = 0; i < 200 && waiting == 0; i++, usleep(10000))
-        waiting = th_sql_long(e->db, "SELECT count(*) FROM pg_locks WHERE NOT granted"
-                                     " AND locktype = 'advisory'");
-    assert_int_equal(waiting, 1);
+    tx_wait_lock_waiter(e->db, "advisory");
     register_d9(e->conn);
     PQclear(PQexec(holder, "ROLLBACK"));
     PQfinish(holder);
@@ -595,11 +587,7 @@ static void test_ingest_retries_lost_deadlock(void **state)
     pthread_cond_init(&w.cond, NULL);
     w.done = false;
     mp_ingest_submit(ingest, &job);
-    long waiting = 0;
-    for (int i = 0; i < 300 && waiting == 0; i++, usleep(10000))
-        waiting = th_sql_long(e->db, "SELECT count(*) FROM pg_locks WHERE NOT granted"
-                                     " AND locktype = 'transactionid'");
-    assert_int_equal(waiting, 1);
+    tx_wait_lock_waiter(e->db, "transactionid");
     res = PQexec(other, "SELECT 1 FROM mpcpush.pushes WHERE device_id = 'd1' FOR UPDATE");
     assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK); /* the ingest gave way */
     PQclear(res);

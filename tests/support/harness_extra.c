@@ -346,6 +346,18 @@ long tx_sql_longf(const char *db, const char *fmt, ...)
     return v;
 }
 
+void tx_wait_lock_waiter(const char *db, const char *locktype)
+{
+    long waiting = 0;
+    for (int i = 0; i < 500 && waiting == 0; i++, usleep(10000))
+        waiting = tx_sql_longf(db,
+                               "SELECT count(*) FROM pg_locks WHERE NOT granted"
+                               " AND locktype = '%s'",
+                               locktype);
+    if (waiting != 1)
+        fail_msg("%ld sessions wait for a lock of type %s (expected 1)", waiting, locktype);
+}
+
 char *tx_sql_textf(const char *db, const char *fmt, ...)
 {
     va_list ap;

@@ -92,6 +92,9 @@ void tx_calls_free(struct tx_call *calls, int n);
 /* ---- SQL ---- */
 
 long tx_sql_longf(const char *db, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Waits (up to 5 s) until exactly one session of the cluster waits for a lock of this type
+ * ("advisory", "transactionid", ...); fails otherwise. */
+void tx_wait_lock_waiter(const char *db, const char *locktype);
 char *tx_sql_textf(const char *db, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void tx_sql_execf(const char *db, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* 'text' as an SQL literal, quotes doubled (caller frees). */
