@@ -32,8 +32,8 @@
  * not), else marked covered: nothing can wake it. A registration committing while the
  * statement runs is not in its snapshot, and the message is not in the registration's, but
  * both write the push row, so the second waits for the first and sees its work
- * (src/store/devices.c). An event given a legacy key
- * (the key an older version stored it under) is a duplicate when that key is stored too. */
+ * (src/store/devices.c). An event given a legacy key (the key an older version stored it
+ * under) is a duplicate when that key is stored too. */
 static const char ingest_sql[] =
     "WITH serial AS MATERIALIZED (SELECT pg_advisory_xact_lock(7164627561)),"
     " input AS ("

@@ -458,10 +458,20 @@ static void job_done(struct mp_ingest_job *job, void *arg)
     pthread_mutex_unlock(&w->lock);
 }
 
+/* Submits job, to be waited for with wait_job; returns without waiting. */
+static void submit_job(struct mp_ingest *ingest, struct mp_ingest_job *job, struct job_wait *w)
+{
+    job->done = job_done;
+    job->done_arg = w;
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->cond, NULL);
+    w->done = false;
+    mp_ingest_submit(ingest, job);
+}
+
 /* Submits a webhook with a message for w/d9 and returns without waiting. */
 static void submit_message(struct mp_ingest *ingest, struct mp_ingest_job *job, struct job_wait *w)
 {
-    memset(job, 0, sizeof(*job));
     *job = (struct mp_ingest_job){.kind = MP_INGEST_EVENT_DEVICE,
                                   .dedupe_key = "v2:race-1",
                                   .api_version = 2,
@@ -470,13 +480,8 @@ static void submit_message(struct mp_ingest *ingest, struct mp_ingest_job *job, 
                                   .wallet_id = "w",
                                   .device_id = "d9",
                                   .payload_path = "{message}",
-                                  .ttl_seconds = 3600,
-                                  .done = job_done,
-                                  .done_arg = w};
-    pthread_mutex_init(&w->lock, NULL);
-    pthread_cond_init(&w->cond, NULL);
-    w->done = false;
-    mp_ingest_submit(ingest, job);
+                                  .ttl_seconds = 3600};
+    submit_job(ingest, job, w);
 }
 
 static void wait_job(struct mp_ingest_job *job, struct job_wait *w)
@@ -579,14 +584,9 @@ static void test_ingest_retries_lost_deadlock(void **state)
                                 .event_type = "NCW_EVENT",
                                 .raw_body = "{\"data\":{\"n\":1}}",
                                 .wallet_id = "w",
-                                .ttl_seconds = 3600,
-                                .done = job_done};
+                                .ttl_seconds = 3600};
     struct job_wait w;
-    job.done_arg = &w;
-    pthread_mutex_init(&w.lock, NULL);
-    pthread_cond_init(&w.cond, NULL);
-    w.done = false;
-    mp_ingest_submit(ingest, &job);
+    submit_job(ingest, &job, &w);
     tx_wait_lock_waiter(e->db, "transactionid");
     res = PQexec(other, "SELECT 1 FROM mpcpush.pushes WHERE device_id = 'd1' FOR UPDATE");
     assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK); /* the ingest gave way */
