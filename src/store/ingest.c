@@ -32,8 +32,9 @@
  * not), else marked covered: nothing can wake it. A registration committing while the
  * statement runs is not in its snapshot, and the message is not in the registration's, but
  * both write the push row, so the second waits for the first and sees its work
- * (src/store/devices.c). An event given a legacy key (the key an older version stored it
- * under) is a duplicate when that key is stored too. */
+ * (src/store/devices.c). The push row's summary of pending messages (schema 6) gains the
+ * messages made: their count, the newest id, the first and last expiry. An event given a legacy key
+ * (the key an older version stored it under) is a duplicate when that key is stored too. */
 static const char ingest_sql[] =
     "WITH serial AS MATERIALIZED (SELECT pg_advisory_xact_lock(7164627561)),"
     " input AS ("
@@ -79,16 +80,23 @@ static const char ingest_sql[] =
     "  FROM targets),"
     " wake AS ("
     "  INSERT INTO mpcpush.pushes AS p"
-    "   (wallet_id, device_id, wanted_id, covered_id, fcm_token, platform, token_active)"
+    "   (wallet_id, device_id, wanted_id, covered_id, fcm_token, platform, token_active,"
+    "    pending_count, pending_latest_id, pending_first_expiry, pending_last_expiry)"
     "  SELECT t.wallet_id, t.device_id, max(t.id),"
     "   CASE WHEN dv.token_status = 'active' THEN 0 ELSE max(t.id) END,"
-    "   dv.fcm_token, dv.platform, coalesce(dv.token_status = 'active', false)"
+    "   dv.fcm_token, dv.platform, coalesce(dv.token_status = 'active', false),"
+    "   count(*), max(t.id), now() + make_interval(secs => min(t.ttl)),"
+    "   now() + make_interval(secs => max(t.ttl))"
     "  FROM targets t"
     "  LEFT JOIN mpcpush.devices dv ON dv.wallet_id = t.wallet_id AND dv.device_id = t.device_id"
     "  GROUP BY t.wallet_id, t.device_id, dv.fcm_token, dv.platform, dv.token_status"
     "  ORDER BY t.wallet_id, t.device_id"
     "  ON CONFLICT (wallet_id, device_id) DO UPDATE SET"
     "   wanted_id = greatest(p.wanted_id, EXCLUDED.wanted_id),"
+    "   pending_count = p.pending_count + EXCLUDED.pending_count,"
+    "   pending_latest_id = greatest(p.pending_latest_id, EXCLUDED.pending_latest_id),"
+    "   pending_first_expiry = least(p.pending_first_expiry, EXCLUDED.pending_first_expiry),"
+    "   pending_last_expiry = greatest(p.pending_last_expiry, EXCLUDED.pending_last_expiry),"
     "   covered_id = CASE WHEN p.token_active THEN p.covered_id"
     "    ELSE greatest(p.covered_id, EXCLUDED.wanted_id) END,"
     "   due_at = CASE WHEN p.wanted_id > p.covered_id OR NOT p.token_active THEN p.due_at"

@@ -18,23 +18,35 @@ static const char fetch_sql[] =
     "  WHERE wallet_id = $1 AND device_id = $2 AND acked_at IS NULL AND expires_at > now()"
     "   AND id > $3 ORDER BY id LIMIT $4) m";
 
-/* Acknowledging everything up to an id also tells the push queue that no wakeup is owed for
- * those messages any more. */
-static const char ack_upto_sql[] =
+/* Acknowledges the messages up to $3, or those listed in $4 (the other one NULL). Acknowledging
+ * up to an id also tells the push queue that no wakeup is owed for those messages any more.
+ * What is acknowledged leaves the push row's summary of pending messages (schema 6): the count
+ * drops, relative to the row as it is when locked, so it stays exact whatever a claim or the
+ * ingest wrote meanwhile. When the newest message, or the one expiring last, goes while others
+ * remain, the summary is no longer known without counting: it is marked inexact, and the next
+ * claim counts. */
+static const char ack_sql[] =
     "WITH acked AS ("
     "  UPDATE mpcpush.messages SET acked_at = now()"
-    "  WHERE wallet_id = $1 AND device_id = $2 AND acked_at IS NULL AND id <= $3"
-    "   AND expires_at > now()"
-    "  RETURNING id),"
+    "  WHERE wallet_id = $1 AND device_id = $2 AND acked_at IS NULL AND expires_at > now()"
+    "   AND (id <= $3::bigint OR id = ANY($4::bigint[]))"
+    "  RETURNING id, expires_at),"
+    " a AS (SELECT count(*) AS n, max(id) AS top, max(expires_at) AS last FROM acked),"
     " push AS ("
-    "  UPDATE mpcpush.pushes SET covered_id = greatest(covered_id, least(wanted_id, $3))"
-    "  WHERE wallet_id = $1 AND device_id = $2 AND covered_id < least(wanted_id, $3)"
+    "  UPDATE mpcpush.pushes p SET"
+    "   covered_id = greatest(p.covered_id, least(p.wanted_id, coalesce($3::bigint, 0))),"
+    "   pending_count = greatest(p.pending_count - a.n, 0),"
+    "   pending_exact = p.pending_exact AND (a.n = 0 OR p.pending_count = a.n"
+    "    OR (a.top < p.pending_latest_id AND a.last < p.pending_last_expiry)),"
+    "   pending_latest_id = CASE WHEN p.pending_count = a.n THEN 0 ELSE p.pending_latest_id END,"
+    "   pending_first_expiry = CASE WHEN p.pending_count = a.n THEN 'infinity'"
+    "    ELSE p.pending_first_expiry END,"
+    "   pending_last_expiry = CASE WHEN p.pending_count = a.n THEN '-infinity'"
+    "    ELSE p.pending_last_expiry END"
+    "  FROM a WHERE p.wallet_id = $1 AND p.device_id = $2"
+    "   AND (a.n > 0 OR p.covered_id < least(p.wanted_id, coalesce($3::bigint, 0)))"
     "  RETURNING 1)"
     " SELECT (SELECT count(*) FROM acked), (SELECT count(*) FROM push)";
-
-static const char ack_ids_sql[] = "UPDATE mpcpush.messages SET acked_at = now()"
-                                  " WHERE wallet_id = $1 AND device_id = $2 AND acked_at IS NULL"
-                                  "  AND expires_at > now() AND id = ANY($3::bigint[])";
 
 enum mp_result mp_messages_fetch(PGconn *conn, const char *wallet_id, const char *device_id,
                                  long long after, int limit, struct mp_buf *out, int *count)
@@ -74,13 +86,12 @@ enum mp_result mp_messages_ack(PGconn *conn, const char *wallet_id, const char *
         mp_buf_free(&arg);
         return result;
     }
-    const char *params[] = {wallet_id, device_id, arg.data};
-    PGresult *res =
-        PQexecParams(conn, ids ? ack_ids_sql : ack_upto_sql, 3, NULL, params, NULL, NULL, 0);
+    const char *params[] = {wallet_id, device_id, ids ? NULL : arg.data, ids ? arg.data : NULL};
+    PGresult *res = PQexecParams(conn, ack_sql, 4, NULL, params, NULL, NULL, 0);
     mp_buf_free(&arg);
     result = mp_db_check(conn, res, "messages_ack");
     if (!result)
-        *acked = ids ? atoll(PQcmdTuples(res)) : atoll(PQgetvalue(res, 0, 0));
+        *acked = atoll(PQgetvalue(res, 0, 0));
     PQclear(res);
     return result;
 }

@@ -10,19 +10,37 @@
 #include "mpcpush/db.h"
 
 /* Claims due rows and reads what the wakeup needs: the device's token (the copy the row keeps,
- * schema 4) and its pending messages. The rows are picked and locked (SKIP LOCKED: concurrent
- * claimers share the queue), then updated by ctid, with no second index lookup; a row changed
- * between the two is simply left for the next claim. The lease is kept in leased_until, which no
- * index covers, so the claim is a HOT update; a crashed dispatcher's rows are claimable again once
- * their leases run out. One lease id serves the whole claim: with the row's key it tells this
- * claim's outcome from a later claim's. $7 is the cursor (struct mp_claim): a bound of the index
- * scan, so the scan starts there; the last column, the same in every row, is where this claim
- * stopped. */
+ * schema 4) and the summary of its pending messages (schema 6). The rows are picked and locked
+ * (SKIP LOCKED: concurrent claimers share the queue), then updated by ctid, with no second index
+ * lookup; a row changed between the two is simply left for the next claim. The lease is kept in
+ * leased_until, which no index covers, so the claim is a HOT update; a crashed dispatcher's rows
+ * are claimable again once their leases run out. One lease id serves the whole claim: with the
+ * row's key it tells this claim's outcome from a later claim's. $7 is the cursor (struct
+ * mp_claim): a bound of the index scan, so the scan starts there; the last column, the same in
+ * every row, is where this claim stopped.
+ *
+ * The summary is used as it is when it is exact and nothing counted has expired yet; otherwise
+ * the device's pending messages are counted (one of the two branches runs) and the count is
+ * stored, exact. It is exact because the row updated is the version of this statement's
+ * snapshot, locked: a writer that changed it since has committed, so the row is skipped, and one
+ * that has not yet written it waits for this claim and then adds its messages to the count (their
+ * rows are not in the snapshot either, being written in the same transaction). */
+#define SUMMARY_EXACT "p.pending_exact AND p.pending_count > 0 AND p.pending_first_expiry > now()"
 static const char claim_sql[] =
     "WITH claimed AS ("
     "  UPDATE mpcpush.pushes p SET leased_until = now() + make_interval(secs => $2),"
     "   state = 'leased', lease_id = (SELECT nextval('mpcpush.lease_ids')), leased_by = $3,"
-    "   claimed_id = p.wanted_id, last_attempt_at = now()"
+    "   claimed_id = p.wanted_id, last_attempt_at = now(),"
+    "   (pending_count, pending_latest_id, pending_first_expiry, pending_last_expiry,"
+    "    pending_exact) = ("
+    "    SELECT p.pending_count, p.pending_latest_id, p.pending_first_expiry,"
+    "     p.pending_last_expiry, true WHERE " SUMMARY_EXACT "    UNION ALL"
+    "    SELECT count(*), coalesce(max(m.id), 0), coalesce(min(m.expires_at), 'infinity'),"
+    "     coalesce(max(m.expires_at), '-infinity'), true"
+    "    FROM mpcpush.messages m WHERE NOT (" SUMMARY_EXACT ")"
+    "     AND m.wallet_id = p.wallet_id AND m.device_id = p.device_id"
+    "     AND m.acked_at IS NULL AND m.expires_at > now()"
+    "    HAVING NOT (" SUMMARY_EXACT "))"
     "  WHERE p.ctid = ANY(ARRAY("
     "   SELECT q.ctid FROM mpcpush.pushes q"
     "   WHERE q.wanted_id > q.covered_id AND q.due_at <= now()"
@@ -33,16 +51,14 @@ static const char claim_sql[] =
     "    AND ($5::text IS NULL OR (q.wallet_id = $5 AND q.device_id = $6))"
     "   ORDER BY q.due_at LIMIT $1 FOR UPDATE SKIP LOCKED))"
     "  RETURNING p.wallet_id, p.device_id, p.lease_id, p.attempts, p.due_at, p.fcm_token,"
-    "   p.platform, p.token_active)"
-    " SELECT c.wallet_id, c.device_id, c.lease_id, c.attempts, c.fcm_token, c.platform,"
-    "  c.token_active, s.pending, s.latest_id,"
-    "  greatest(0, floor(extract(epoch FROM s.last_expiry - now())))::bigint,"
-    "  max(c.due_at) OVER ()"
-    " FROM claimed c"
-    " CROSS JOIN LATERAL ("
-    "  SELECT count(*) AS pending, max(m.id) AS latest_id, max(m.expires_at) AS last_expiry"
-    "  FROM mpcpush.messages m WHERE m.wallet_id = c.wallet_id AND m.device_id = c.device_id"
-    "   AND m.acked_at IS NULL AND m.expires_at > now()) s";
+    "   p.platform, p.token_active, p.pending_count, p.pending_latest_id, p.pending_last_expiry)"
+    " SELECT wallet_id, device_id, lease_id, attempts, fcm_token, platform, token_active,"
+    "  pending_count, pending_latest_id,"
+    "  CASE WHEN pending_count > 0"
+    "   THEN greatest(0, floor(extract(epoch FROM pending_last_expiry - now())))::bigint"
+    "   ELSE 0 END,"
+    "  max(due_at) OVER ()"
+    " FROM claimed";
 
 /* Applies a batch of outcomes, given as parallel arrays (parsed far faster than a JSON
  * document), in key order: the rows are updated, and so locked, in the order the ingest
