@@ -9,11 +9,11 @@
 -- src/store/messages.c). The summary is trusted only while it is provably exact:
 --   pending_exact         it was counted from messages (by a claim), and only the ingest and
 --                         acknowledgements changed it since
---   pending_count         unacknowledged messages counted, none expired before
---                         pending_first_expiry
+--   pending_count         the unacknowledged messages counted
 --   pending_latest_id     the newest of them
---   pending_first_expiry  when the first of them expires: after that, the count may hold
---                         expired messages, so the next claim counts again
+--   pending_first_expiry  none of them expires before it (a bound: an acknowledgement leaves
+--                         it as it is); once it has passed, the count may hold expired
+--                         messages, so the next claim counts again
 --   pending_last_expiry   when the last of them expires
 -- A claim uses it when pending_exact, pending_count > 0 and pending_first_expiry is still to
 -- come; otherwise it counts from messages, as before, and stores what it counted. An

@@ -4,6 +4,7 @@
  * edges that FCM rarely produces. */
 #include "harness.h"
 #include "harness_extra.h"
+#include "ingest_wait.h"
 
 #include <libpq-fe.h>
 #include <pthread.h>
@@ -442,33 +443,6 @@ static void test_record_locks_in_key_order(void **state)
 
 /* ---- a registration racing with the ingest of a message for the device ---- */
 
-struct job_wait {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    bool done;
-};
-
-static void job_done(struct mp_ingest_job *job, void *arg)
-{
-    (void)job;
-    struct job_wait *w = arg;
-    pthread_mutex_lock(&w->lock);
-    w->done = true;
-    pthread_cond_signal(&w->cond);
-    pthread_mutex_unlock(&w->lock);
-}
-
-/* Submits job, to be waited for with wait_job; returns without waiting. */
-static void submit_job(struct mp_ingest *ingest, struct mp_ingest_job *job, struct job_wait *w)
-{
-    job->done = job_done;
-    job->done_arg = w;
-    pthread_mutex_init(&w->lock, NULL);
-    pthread_cond_init(&w->cond, NULL);
-    w->done = false;
-    mp_ingest_submit(ingest, job);
-}
-
 /* Submits a webhook with a message for w/d9 and returns without waiting. */
 static void submit_message(struct mp_ingest *ingest, struct mp_ingest_job *job, struct job_wait *w)
 {
@@ -482,18 +456,6 @@ static void submit_message(struct mp_ingest *ingest, struct mp_ingest_job *job, 
                                   .payload_path = "{message}",
                                   .ttl_seconds = 3600};
     submit_job(ingest, job, w);
-}
-
-static void wait_job(struct mp_ingest_job *job, struct job_wait *w)
-{
-    pthread_mutex_lock(&w->lock);
-    while (!w->done)
-        pthread_cond_wait(&w->cond, &w->lock);
-    pthread_mutex_unlock(&w->lock);
-    assert_int_equal(job->result, MP_OK);
-    free(job->messages_json);
-    pthread_mutex_destroy(&w->lock);
-    pthread_cond_destroy(&w->cond);
 }
 
 static void register_d9(PGconn *conn)
