@@ -18,8 +18,10 @@
 -- A claim uses it when pending_exact, pending_count > 0 and pending_first_expiry is still to
 -- come; otherwise it counts from messages, as before, and stores what it counted. An
 -- acknowledgement of the newest message, or of the one expiring last, while others remain
--- clears pending_exact (the newest of the rest is not known without counting). Rows written
--- before this migration, or inserted by anyone but a claim, start inexact.
+-- clears pending_exact (the newest of the rest is not known without counting), and so does one
+-- of a message that expires before pending_first_expiry (the count did not include it). Rows
+-- written before this migration start inexact, and so does every row inserted since: its first
+-- claim counts.
 
 ALTER TABLE mpcpush.pushes
     ADD COLUMN pending_count integer NOT NULL DEFAULT 0,

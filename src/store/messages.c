@@ -22,22 +22,27 @@ static const char fetch_sql[] =
  * up to an id also tells the push queue that no wakeup is owed for those messages any more.
  * What is acknowledged leaves the push row's summary of pending messages (schema 6): the count
  * drops, relative to the row as it is when locked, so it stays exact whatever a claim or the
- * ingest wrote meanwhile. When the newest message, or the one expiring last, goes while others
- * remain, the summary is no longer known without counting: it is marked inexact, and the next
- * claim counts. */
+ * ingest wrote meanwhile. That holds for messages the summary counted, and every one of those
+ * expires no earlier than pending_first_expiry: a message acknowledged that expires earlier was
+ * not counted (a claim that started after it expired counted while this statement ran), so the
+ * summary is marked inexact and the next claim counts. So it is when the newest message, or
+ * the one expiring last, goes while others remain: what is left is not known without
+ * counting. */
 static const char ack_sql[] =
     "WITH acked AS ("
     "  UPDATE mpcpush.messages SET acked_at = now()"
     "  WHERE wallet_id = $1 AND device_id = $2 AND acked_at IS NULL AND expires_at > now()"
     "   AND (id <= $3::bigint OR id = ANY($4::bigint[]))"
     "  RETURNING id, expires_at),"
-    " a AS (SELECT count(*) AS n, max(id) AS top, max(expires_at) AS last FROM acked),"
+    " a AS (SELECT count(*) AS n, max(id) AS top, min(expires_at) AS first,"
+    "  max(expires_at) AS last FROM acked),"
     " push AS ("
     "  UPDATE mpcpush.pushes p SET"
     "   covered_id = greatest(p.covered_id, least(p.wanted_id, coalesce($3::bigint, 0))),"
     "   pending_count = greatest(p.pending_count - a.n, 0),"
-    "   pending_exact = p.pending_exact AND (a.n = 0 OR p.pending_count = a.n"
-    "    OR (a.top < p.pending_latest_id AND a.last < p.pending_last_expiry)),"
+    "   pending_exact = p.pending_exact AND (a.n = 0 OR (a.first >= p.pending_first_expiry"
+    "    AND (p.pending_count = a.n"
+    "     OR (a.top < p.pending_latest_id AND a.last < p.pending_last_expiry)))),"
     "   pending_latest_id = CASE WHEN p.pending_count = a.n THEN 0 ELSE p.pending_latest_id END,"
     "   pending_first_expiry = CASE WHEN p.pending_count = a.n THEN 'infinity'"
     "    ELSE p.pending_first_expiry END,"

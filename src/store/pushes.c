@@ -24,7 +24,9 @@
  * stored, exact. It is exact because the row updated is the version of this statement's
  * snapshot, locked: a writer that changed it since has committed, so the row is skipped, and one
  * that has not yet written it waits for this claim and then adds its messages to the count (their
- * rows are not in the snapshot either, being written in the same transaction). */
+ * rows are not in the snapshot either, being written in the same transaction), or takes away
+ * those it acknowledged (src/store/messages.c tells them from messages this count left out as
+ * expired). */
 #define SUMMARY_EXACT "p.pending_exact AND p.pending_count > 0 AND p.pending_first_expiry > now()"
 static const char claim_sql[] =
     "WITH claimed AS ("

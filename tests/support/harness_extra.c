@@ -351,8 +351,9 @@ void tx_wait_lock_waiter(const char *db, const char *locktype)
     long waiting = 0;
     for (int i = 0; i < 500 && waiting == 0; i++, usleep(10000))
         waiting = tx_sql_longf(db,
-                               "SELECT count(*) FROM pg_locks WHERE NOT granted"
-                               " AND locktype = '%s'",
+                               "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a"
+                               " USING (pid) WHERE NOT l.granted AND l.locktype = '%s'"
+                               " AND a.datname = current_database()",
                                locktype);
     if (waiting != 1)
         fail_msg("%ld sessions wait for a lock of type %s (expected 1)", waiting, locktype);
