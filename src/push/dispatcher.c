@@ -343,6 +343,13 @@ enum mp_result mp_dispatcher_start(const struct mp_config *cfg, struct mp_metric
     }
     MP_INFO("dispatcher_started", "project=%s workers=%d fcm=%s", mp_oauth_project_id(d->oauth),
             d->nworkers, cfg->fcm_url);
+    /* A batch can take two FCM timeouts (a request, then its resend after a 401 and a token
+     * refresh); once its lease runs out, another dispatcher may claim and send it again. */
+    if (cfg->lease_seconds <= 2 * cfg->fcm_timeout)
+        MP_WARN("lease_shorter_than_send",
+                "lease_seconds=%d fcm_timeout=%d: MPCPUSH_LEASE_SECONDS should exceed twice "
+                "MPCPUSH_FCM_TIMEOUT, or a slow batch can be sent twice",
+                cfg->lease_seconds, cfg->fcm_timeout);
     *out = d;
     return MP_OK;
 }

@@ -253,6 +253,29 @@ static void test_third_party_auth_keeps_token(void **state)
     assert_true(pu_log_count(env->t.proc.log_path, "event=fcm_project_misconfigured") >= 1);
 }
 
+/* ---- configuration ---- */
+
+/* A lease no longer than two FCM timeouts (a batch's worst send) is warned about at start;
+ * the fixture's (5 s against 2 s) is not. */
+static void wait_dispatcher_started(const char *log_path)
+{
+    for (int i = 0; i < 100 && !pu_log_count(log_path, "event=dispatcher_started"); i++)
+        usleep(50000);
+    assert_int_equal(pu_log_count(log_path, "event=dispatcher_started"), 1);
+}
+
+static void test_short_lease_warned(void **state)
+{
+    struct eu_env *env = *state;
+    start_own(env, NULL, NULL);
+    wait_dispatcher_started(env->t.proc.log_path);
+    assert_int_equal(pu_log_count(env->t.proc.log_path, "event=lease_shorter_than_send"), 0);
+    const char *extra[] = {"MPCPUSH_LEASE_SECONDS=10", "MPCPUSH_FCM_TIMEOUT=5", NULL};
+    eu_proc_start(&env->procs[0], "dispatcher", env->t.db, &env->emu, extra);
+    wait_dispatcher_started(env->procs[0].log_path);
+    assert_int_equal(pu_log_count(env->procs[0].log_path, "event=lease_shorter_than_send"), 1);
+}
+
 /* ---- giving up when the messages expire ---- */
 
 static void test_give_up_at_expiry(void **state)
@@ -286,6 +309,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_invalid_argument_not_resent, eu_setup, eu_teardown),
         cmocka_unit_test_setup_teardown(test_third_party_auth_keeps_token, eu_setup, eu_teardown),
         cmocka_unit_test_setup_teardown(test_give_up_at_expiry, eu_setup, eu_teardown),
+        cmocka_unit_test_setup_teardown(test_short_lease_warned, eu_setup, eu_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
