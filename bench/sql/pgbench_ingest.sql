@@ -2,7 +2,8 @@
 -- One webhook per transaction, writing the rows the daemon's group commit writes for it: the
 -- inbox event (the daemon's dedupe key, timestamp and SHA-256; a raw body of the same size),
 -- the message (payload taken from the body) and the push-state upsert (for the registered
--- device, with its token, as the daemon's ingest statement does).
+-- device, with its token and the summary of pending messages, schema 6, as the daemon's ingest
+-- statement does).
 \set k random(1, :devices)
 WITH v AS (
     SELECT 'w' || :k::bigint AS wallet_id, 'd' || :k::bigint AS device_id, :k::bigint AS k,
@@ -28,12 +29,19 @@ msg AS (
            raw_body::jsonb -> 'message', now() + interval '86400 seconds'
     FROM ev
     RETURNING wallet_id, device_id, id)
-INSERT INTO mpcpush.pushes AS p (wallet_id, device_id, wanted_id, fcm_token, platform, token_active)
-SELECT m.wallet_id, m.device_id, m.id, dv.fcm_token, dv.platform, true FROM msg m
+INSERT INTO mpcpush.pushes AS p (wallet_id, device_id, wanted_id, fcm_token, platform, token_active,
+                                 pending_count, pending_latest_id, pending_first_expiry,
+                                 pending_last_expiry)
+SELECT m.wallet_id, m.device_id, m.id, dv.fcm_token, dv.platform, true,
+       1, m.id, now() + interval '86400 seconds', now() + interval '86400 seconds' FROM msg m
 JOIN mpcpush.devices dv ON dv.wallet_id = m.wallet_id AND dv.device_id = m.device_id
     AND dv.token_status = 'active'
 ON CONFLICT (wallet_id, device_id) DO UPDATE SET
     wanted_id = greatest(p.wanted_id, EXCLUDED.wanted_id),
+    pending_count = p.pending_count + 1,
+    pending_latest_id = greatest(p.pending_latest_id, EXCLUDED.pending_latest_id),
+    pending_first_expiry = least(p.pending_first_expiry, EXCLUDED.pending_first_expiry),
+    pending_last_expiry = greatest(p.pending_last_expiry, EXCLUDED.pending_last_expiry),
     due_at = CASE WHEN p.wanted_id > p.covered_id THEN p.due_at ELSE clock_timestamp() END,
     state = CASE WHEN p.wanted_id > p.covered_id THEN p.state ELSE 'ready' END,
     attempts = CASE WHEN p.wanted_id > p.covered_id THEN p.attempts ELSE 0 END;
