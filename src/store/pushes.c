@@ -73,7 +73,9 @@ static const char claim_sql[] =
  * and the row is due at once, for the new token. A dead token is invalidated only if the
  * device still has the token that was refused. If the device has a new, active one (the push
  * row's copy was older: a registration raced with the row's first write), the wakeup is
- * retried at once with the new token, which the row's copy takes. */
+ * retried at once with the new token, which the row's copy takes. STALE: the outcome went to a
+ * token the row no longer holds. */
+#define STALE "(p.fcm_token IS DISTINCT FROM r.t)"
 static const char record_sql[] =
     "WITH t AS MATERIALIZED ("
     "  SELECT *, CASE WHEN v = 'token_dead' THEN ("
@@ -88,18 +90,18 @@ static const char record_sql[] =
     "   CASE WHEN new_token IS NULL THEN ms ELSE 0 END AS ms, o, e, n, t, new_token FROM t),"
     " upd AS ("
     "  UPDATE mpcpush.pushes p SET"
-    "   covered_id = CASE WHEN r.v = 'retry' OR p.fcm_token IS DISTINCT FROM r.t"
+    "   covered_id = CASE WHEN r.v = 'retry' OR " STALE
     "    THEN p.covered_id ELSE greatest(p.covered_id, p.claimed_id) END,"
-    "   state = CASE WHEN p.fcm_token IS DISTINCT FROM r.t THEN 'ready' ELSE CASE r.v"
+    "   state = CASE WHEN " STALE " THEN 'ready' ELSE CASE r.v"
     "    WHEN 'retry' THEN 'retry' WHEN 'sent' THEN 'sent' WHEN 'skipped' THEN 'skipped'"
     "    ELSE 'failed' END END,"
-    "   due_at = CASE WHEN p.fcm_token IS DISTINCT FROM r.t THEN clock_timestamp()"
+    "   due_at = CASE WHEN " STALE " THEN clock_timestamp()"
     "    WHEN r.v = 'retry' THEN now() + make_interval(secs => r.ms / 1000.0)"
     "    ELSE p.due_at END,"
-    "   attempts = CASE WHEN p.fcm_token IS DISTINCT FROM r.t THEN 0 ELSE CASE r.v"
+    "   attempts = CASE WHEN " STALE " THEN 0 ELSE CASE r.v"
     "    WHEN 'retry' THEN p.attempts + 1 WHEN 'sent' THEN 0 ELSE p.attempts END END,"
     "   lease_id = NULL, leased_by = NULL, leased_until = NULL,"
-    "   last_error = CASE WHEN r.v IN ('sent', 'skipped') OR p.fcm_token IS DISTINCT FROM r.t"
+    "   last_error = CASE WHEN r.v IN ('sent', 'skipped') OR " STALE
     "    THEN p.last_error ELSE r.o || coalesce(': ' || r.e, '') END,"
     "   last_sent_at = CASE WHEN r.v = 'sent' THEN now() ELSE p.last_sent_at END,"
     "   fcm_message_name = coalesce(r.n, p.fcm_message_name),"
@@ -109,7 +111,7 @@ static const char record_sql[] =
     "   token_active = r.new_token IS NOT NULL OR p.token_active"
     "  FROM r WHERE p.wallet_id = r.w AND p.device_id = r.d AND p.lease_id = r.l"
     "  RETURNING p.wallet_id, p.device_id, r.v, r.o, r.t,"
-    "   r.new_token IS NULL AND p.fcm_token IS DISTINCT FROM r.t AS stale),"
+    "   r.new_token IS NULL AND " STALE " AS stale),"
     " dev AS ("
     "  UPDATE mpcpush.devices d SET token_status = 'invalid',"
     "   token_invalid_reason = upper(u.o), token_invalidated_at = now()"
