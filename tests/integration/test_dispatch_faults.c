@@ -257,22 +257,15 @@ static void test_third_party_auth_keeps_token(void **state)
 
 /* A lease no longer than two FCM timeouts (a batch's worst send) is warned about at start;
  * the fixture's (5 s against 2 s) is not. */
-static void wait_dispatcher_started(const char *log_path)
-{
-    for (int i = 0; i < 100 && !pu_log_count(log_path, "event=dispatcher_started"); i++)
-        usleep(50000);
-    assert_int_equal(pu_log_count(log_path, "event=dispatcher_started"), 1);
-}
-
 static void test_short_lease_warned(void **state)
 {
     struct eu_env *env = *state;
     start_own(env, NULL, NULL);
-    wait_dispatcher_started(env->t.proc.log_path);
+    pu_wait_log(env->t.proc.log_path, "event=dispatcher_started");
     assert_int_equal(pu_log_count(env->t.proc.log_path, "event=lease_shorter_than_send"), 0);
     const char *extra[] = {"MPCPUSH_LEASE_SECONDS=10", "MPCPUSH_FCM_TIMEOUT=5", NULL};
     eu_proc_start(&env->procs[0], "dispatcher", env->t.db, &env->emu, extra);
-    wait_dispatcher_started(env->procs[0].log_path);
+    pu_wait_log(env->procs[0].log_path, "event=dispatcher_started");
     assert_int_equal(pu_log_count(env->procs[0].log_path, "event=lease_shorter_than_send"), 1);
 }
 

@@ -2,6 +2,7 @@
  * configuration file (a bad one refused, the old one kept), and a clean SIGTERM. */
 #define _GNU_SOURCE
 #include "harness_extra.h"
+#include "pickup_util.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -117,26 +118,6 @@ static void test_metrics_own_address(void **state)
     th_response_free(&r);
 }
 
-static bool log_has(const struct tx_env *e, const char *text)
-{
-    FILE *f = fopen(e->proc.log_path, "r");
-    char line[2048];
-    bool found = false;
-    while (f && !found && fgets(line, sizeof(line), f))
-        found = strstr(line, text) != NULL;
-    if (f)
-        fclose(f);
-    return found;
-}
-
-static void wait_log(const struct tx_env *e, const char *text)
-{
-    for (int i = 0; i < 100 && !log_has(e, text); i++)
-        usleep(50000);
-    if (!log_has(e, text))
-        fail_msg("no \"%s\" in %s", text, e->proc.log_path);
-}
-
 static void test_reload(void **state)
 {
     struct tx_env *e = *state;
@@ -153,7 +134,7 @@ static void test_reload(void **state)
     /* a configuration that does not load is refused whole: the old keys stay */
     write_text(conf, "MPCPUSH_LISTEN=nonsense\n");
     kill(e->proc.pid, SIGHUP);
-    wait_log(e, "event=reload_refused");
+    pu_wait_log(e->proc.log_path, "event=reload_refused");
     post_webhook(e, tx_keys()->v1a, "{\"type\":\"NCW_CREATED\",\"data\":{\"n\":1}}", 200);
 
     /* rotation: both keys listed, SIGHUP, the new key is accepted at once */
@@ -161,7 +142,7 @@ static void test_reload(void **state)
              tx_keys()->pubkeys);
     write_text(conf, text);
     kill(e->proc.pid, SIGHUP);
-    wait_log(e, "event=fireblocks_keys_reloaded");
+    pu_wait_log(e->proc.log_path, "event=fireblocks_keys_reloaded");
     post_webhook(e, tx_keys()->v1b, body_b, 200);
     assert_int_equal(th_sql_long(e->db, "SELECT count(*) FROM mpcpush.webhook_events"), 2);
     th_rm_rf(dir);

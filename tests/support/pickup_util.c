@@ -416,6 +416,14 @@ int pu_log_count(const char *path, const char *needle)
     return n;
 }
 
+void pu_wait_log(const char *path, const char *needle)
+{
+    for (int i = 0; i < 100 && !pu_log_count(path, needle); i++)
+        usleep(50000);
+    if (!pu_log_count(path, needle))
+        fail_msg("no \"%s\" in %s", needle, path);
+}
+
 int pu_wait_exit(pid_t pid, int timeout_ms)
 {
     long deadline = tx_now_ms() + timeout_ms;

@@ -75,6 +75,8 @@ long pu_db_sessions(const char *db);
 double pu_metric(const char *base, const char *name);
 /* Lines of the file at path containing needle. */
 int pu_log_count(const char *path, const char *needle);
+/* Waits up to 5 s for a line containing needle in the file at path; fails the test without. */
+void pu_wait_log(const char *path, const char *needle);
 /* Waits up to timeout_ms for pid to exit; returns its exit status (128+signal when killed),
  * or -1 when it is still running. */
 int pu_wait_exit(pid_t pid, int timeout_ms);
