@@ -44,7 +44,7 @@ static const struct key keys[] = {
      "database connections for API requests"},
     {"MPCPUSH_DISPATCH_BATCH", KEY_INT, FIELD(dispatch_batch), "500", 1, 10000, 0,
      "most pushes claimed per dispatcher batch"},
-    {"MPCPUSH_DISPATCH_WORKERS", KEY_INT, FIELD(dispatch_workers), "2", 1, 32, 0,
+    {"MPCPUSH_DISPATCH_WORKERS", KEY_INT, FIELD(dispatch_workers), "4", 1, 32, 0,
      "dispatcher threads, each claiming and sending its own batches"},
     {"MPCPUSH_FCM_CONNECTIONS", KEY_INT, FIELD(fcm_connections), "4", 1, 64, 0,
      "HTTP/2 connections to FCM (about 100 streams each)"},
