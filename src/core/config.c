@@ -47,7 +47,7 @@ static const struct key keys[] = {
     {"MPCPUSH_DISPATCH_WORKERS", KEY_INT, FIELD(dispatch_workers), "4", 1, 32, 0,
      "dispatcher threads, each claiming and sending its own batches"},
     {"MPCPUSH_FCM_CONNECTIONS", KEY_INT, FIELD(fcm_connections), "4", 1, 64, 0,
-     "HTTP/2 connections to FCM (about 100 streams each)"},
+     "HTTP/2 connections to FCM per dispatcher worker (about 100 streams each)"},
     {"MPCPUSH_FCM_TIMEOUT", KEY_INT, FIELD(fcm_timeout), "10", 1, 600, 0,
      "seconds before an FCM request is abandoned and retried"},
     {"MPCPUSH_FCM_URL", KEY_URL, FIELD(fcm_url), "https://fcm.googleapis.com", 0, 0, 0,
